@@ -1,0 +1,13 @@
+//! pgmaint: a maintenance control plane for self-hosted PostgreSQL fleets.
+//!
+//! The library holds everything the `pgmaint` binary, the integration tests and
+//! the benchmarks share. Dependencies point downwards:
+//! cli/daemon -> engine -> {store, provider, pg, endpoint} -> model/schedule.
+
+pub mod config;
+pub mod endpoint;
+pub mod model;
+pub mod pg;
+pub mod provider;
+pub mod schedule;
+pub mod store;

@@ -1,0 +1,54 @@
+//! The `pgmaint` command: the daemon, the demo and the control verbs.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "pgmaint", version, about = "Maintenance control plane for self-hosted PostgreSQL fleets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Maintenance windows: when the next occurrence of a window starts.
+    #[command(subcommand)]
+    Window(WindowCommand),
+    /// Plan a maintenance into a window (pure; needs no daemon).
+    Plan(cli::planning::PlanArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum WindowCommand {
+    /// The earliest occurrence of WINDOW that starts at or after --after.
+    Next(cli::planning::WindowNextArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Plan N random databases and report the time per database.
+    Planner(cli::planning::BenchPlannerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Window(WindowCommand::Next(args)) => cli::planning::window_next(args),
+        Command::Plan(args) => cli::planning::plan(args),
+        Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("pgmaint: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

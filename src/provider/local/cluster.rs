@@ -1,0 +1,375 @@
+//! One PostgreSQL server on this host: its directory, its socket, its life cycle.
+//!
+//! A cluster lives in one directory owned by the server user: `data/` (the data
+//! directory), the Unix socket `.s.PGSQL.<port>` and `server.log`. Servers
+//! listen on their own socket directory only (no TCP), so any number of them
+//! can share a port number without ever colliding. Every action first looks at
+//! the server (running? already stopped?) so it can be repeated after a crash.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::Lsn;
+
+use super::os::ServerUser;
+use crate::provider::ProviderError;
+
+/// Longest Unix socket path the kernel accepts, less a margin.
+const MAX_SOCKET_PATH: usize = 100;
+/// The port number every local server uses; the socket directory tells them apart.
+pub const DEFAULT_PORT: u16 = 5432;
+/// The superuser every cluster is created with, whoever runs initdb.
+pub const SUPERUSER: &str = "postgres";
+
+/// How a stop treats connected clients (pg_ctl's `-m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Disconnect clients, write a shutdown checkpoint: the clean, fast fence.
+    Fast,
+    /// Abort without a checkpoint (crash recovery on next start).
+    Immediate,
+}
+
+impl StopMode {
+    fn flag(self) -> &'static str {
+        match self {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// What `pg_controldata` says about a data directory (readable while stopped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    /// e.g. `shut down`, `in production`, `shut down in recovery`, `in archive recovery`.
+    pub state: String,
+    /// Start of the latest checkpoint record; for a cleanly stopped primary, its shutdown checkpoint.
+    pub latest_checkpoint: Lsn,
+    /// Timeline of the latest checkpoint.
+    pub timeline: u32,
+}
+
+impl ControlData {
+    /// True when the server was stopped cleanly as a primary: its last record is the shutdown checkpoint.
+    pub fn is_clean_primary_shutdown(&self) -> bool {
+        self.state == "shut down"
+    }
+}
+
+/// A local PostgreSQL server, running or not.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    root: PathBuf,
+    port: u16,
+    bindir: PathBuf,
+    user: ServerUser,
+}
+
+impl Cluster {
+    /// Describes the cluster that lives (or will live) in `root`; touches nothing.
+    pub fn at(root: impl Into<PathBuf>, bindir: impl Into<PathBuf>, user: ServerUser) -> Self {
+        Cluster { root: root.into(), port: DEFAULT_PORT, bindir: bindir.into(), user }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    /// The directory holding the server's Unix socket (libpq's `host`).
+    pub fn socket_dir(&self) -> &Path {
+        &self.root
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+    pub fn user(&self) -> &ServerUser {
+        &self.user
+    }
+
+    /// libpq keyword/value connection string for `dbname` as the superuser.
+    pub fn conninfo(&self, dbname: &str) -> String {
+        format!("host={} port={} user={SUPERUSER} dbname={dbname}", self.root.display(), self.port)
+    }
+
+    /// `postgresql://` URL for `dbname` over the Unix socket (for sqlx and applications).
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgresql://{SUPERUSER}@/{dbname}?host={}&port={}", self.root.display(), self.port)
+    }
+
+    /// True once the data directory holds a cluster.
+    pub fn exists(&self) -> bool {
+        self.data_dir().join("PG_VERSION").exists()
+    }
+
+    /// Creates the cluster directory, checking the socket path fits the kernel's limit.
+    fn prepare_root(&self) -> Result<(), ProviderError> {
+        let socket = self.root.join(format!(".s.PGSQL.{}", self.port));
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ProviderError::Os(format!(
+                "socket path {} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter data directory",
+                socket.display()
+            )));
+        }
+        self.user.own_dir(&self.root, 0o755)
+    }
+
+    /// Creates a fresh primary data directory: a copy of `template` when given
+    /// (much faster than initdb), else initdb. Does nothing if it already exists.
+    pub async fn init(&self, template: Option<&Template>) -> Result<(), ProviderError> {
+        if self.exists() {
+            return Ok(());
+        }
+        self.prepare_root()?;
+        let data = self.data_dir();
+        remove_partial(&data)?;
+        match template {
+            Some(template) => {
+                let mut cp = self.user.command(Path::new("cp"), &self.root);
+                cp.arg("-a").arg(template.data_dir()).arg(&data);
+                run(cp, "cp").await?;
+            }
+            None => initdb(&self.user, &self.bindir, &data, &self.root, false).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes pgmaint's settings file and makes postgresql.conf include it.
+    /// The socket directory and port always come from the cluster itself.
+    pub fn configure(&self, settings: &[(&str, String)]) -> Result<(), ProviderError> {
+        let data = self.data_dir();
+        let mut text = String::from("# Written by pgmaint; edits are overwritten.\n");
+        text.push_str("listen_addresses = ''\n");
+        text.push_str(&format!("unix_socket_directories = '{}'\n", escape(&self.root.display().to_string())));
+        text.push_str(&format!("port = {}\n", self.port));
+        for (key, value) in settings {
+            text.push_str(&format!("{key} = '{}'\n", escape(value)));
+        }
+        let file = data.join("pgmaint.conf");
+        std::fs::write(&file, text).map_err(|e| ProviderError::io(&file, e))?;
+        self.user.give(&file)?;
+        let main_conf = data.join("postgresql.conf");
+        let current = std::fs::read_to_string(&main_conf).map_err(|e| ProviderError::io(&main_conf, e))?;
+        let include = "include_if_exists = 'pgmaint.conf'";
+        if !current.lines().any(|l| l.trim() == include) {
+            std::fs::write(&main_conf, format!("{current}\n{include}\n")).map_err(|e| ProviderError::io(&main_conf, e))?;
+        }
+        Ok(())
+    }
+
+    /// Is a postmaster running on this data directory?
+    pub async fn is_running(&self) -> Result<bool, ProviderError> {
+        let mut status = self.pg_ctl();
+        status.arg("status").arg("-D").arg(self.data_dir());
+        let out = status.output().await.map_err(|e| ProviderError::spawn("pg_ctl", e))?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(3) => Ok(false),
+            _ => Err(ProviderError::command("pg_ctl status", &out)),
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections (or, for a
+    /// standby, until it is consistent). Already running is fine.
+    pub async fn start(&self) -> Result<(), ProviderError> {
+        if self.is_running().await? {
+            return Ok(());
+        }
+        let mut start = self.pg_ctl();
+        start.args(["start", "-w", "-t", "120", "-s", "-D"]).arg(self.data_dir()).arg("-l").arg(self.log_file());
+        run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
+    }
+
+    /// Stops the server; already stopped is fine.
+    pub async fn stop(&self, mode: StopMode) -> Result<(), ProviderError> {
+        if !self.is_running().await? {
+            return Ok(());
+        }
+        let mut stop = self.pg_ctl();
+        stop.args(["stop", "-w", "-t", "120", "-s", "-m", mode.flag(), "-D"]).arg(self.data_dir());
+        run(stop, "pg_ctl stop").await
+    }
+
+    /// Fast restart: disconnects clients, checkpoints, starts again, waits until ready.
+    pub async fn restart(&self) -> Result<(), ProviderError> {
+        let mut restart = self.pg_ctl();
+        restart
+            .args(["restart", "-w", "-t", "120", "-s", "-m", "fast", "-D"])
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file());
+        run(restart, "pg_ctl restart").await.map_err(|e| e.with_log(&self.log_file()))
+    }
+
+    /// SIGKILL to the postmaster, as a crash would; waits until it is gone.
+    pub async fn kill(&self) -> Result<(), ProviderError> {
+        let Some(pid) = self.postmaster_pid() else { return Ok(()) };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        for _ in 0..200 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(ProviderError::Os(format!("postmaster {pid} survived SIGKILL")))
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, if the file exists.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// `pg_controldata`: works whether the server runs or not.
+    pub async fn control_data(&self) -> Result<ControlData, ProviderError> {
+        let mut cmd = self.user.command(&self.bindir.join("pg_controldata"), &self.root);
+        cmd.arg("-D").arg(self.data_dir()).env("LC_ALL", "C");
+        let out = cmd.output().await.map_err(|e| ProviderError::spawn("pg_controldata", e))?;
+        if !out.status.success() {
+            return Err(ProviderError::command("pg_controldata", &out));
+        }
+        parse_control_data(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// Builds this cluster as a streaming replica of `primary` with pg_basebackup
+    /// (`-R`: standby.signal + primary_conninfo), using `slot` if given (it must exist).
+    /// A half-made copy from an interrupted earlier attempt is removed first.
+    pub async fn clone_from(&self, primary: &Cluster, slot: Option<&str>, application_name: &str) -> Result<(), ProviderError> {
+        if self.exists() && self.data_dir().join("standby.signal").exists() {
+            return Ok(());
+        }
+        self.prepare_root()?;
+        let data = self.data_dir();
+        remove_partial(&data)?;
+        let mut backup = self.user.command(&self.bindir.join("pg_basebackup"), &self.root);
+        backup
+            .arg("-D")
+            .arg(&data)
+            .args(["-X", "stream", "-R", "--checkpoint=fast", "--no-sync", "-d"])
+            .arg(format!("{} application_name={application_name}", primary.conninfo("postgres")));
+        if let Some(slot) = slot {
+            backup.arg("-S").arg(slot);
+        }
+        if let Err(e) = run(backup, "pg_basebackup").await {
+            let _ = std::fs::remove_dir_all(&data);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes the whole cluster directory; the server must be stopped.
+    pub async fn remove(&self) -> Result<(), ProviderError> {
+        if self.is_running().await.unwrap_or(false) {
+            return Err(ProviderError::Os(format!("refusing to remove {}: server is running", self.root.display())));
+        }
+        match std::fs::remove_dir_all(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ProviderError::io(&self.root, e)),
+        }
+    }
+
+    fn pg_ctl(&self) -> tokio::process::Command {
+        self.user.command(&self.bindir.join("pg_ctl"), &self.root)
+    }
+}
+
+/// An initdb'd data directory that new primaries are copied from.
+#[derive(Debug, Clone)]
+pub struct Template {
+    root: PathBuf,
+}
+
+impl Template {
+    /// Makes sure `root` holds a template cluster (initdb once, then reused).
+    pub async fn ensure(root: &Path, bindir: &Path, user: &ServerUser) -> Result<Template, ProviderError> {
+        let template = Template { root: root.to_path_buf() };
+        if template.data_dir().join("PG_VERSION").exists() {
+            return Ok(template);
+        }
+        user.own_dir(root, 0o755)?;
+        let staging = root.join("data.partial");
+        remove_partial(&staging)?;
+        initdb(user, bindir, &staging, root, true).await?;
+        std::fs::rename(&staging, template.data_dir()).map_err(|e| ProviderError::io(root, e))?;
+        Ok(template)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+}
+
+async fn initdb(user: &ServerUser, bindir: &Path, data: &Path, cwd: &Path, no_sync: bool) -> Result<(), ProviderError> {
+    let mut cmd = user.command(&bindir.join("initdb"), cwd);
+    cmd.arg("-D")
+        .arg(data)
+        .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
+        .env("LC_ALL", "C");
+    if no_sync {
+        cmd.arg("--no-sync");
+    }
+    run(cmd, "initdb").await
+}
+
+fn remove_partial(dir: &Path) -> Result<(), ProviderError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ProviderError::io(dir, e)),
+    }
+}
+
+async fn run(mut command: tokio::process::Command, what: &str) -> Result<(), ProviderError> {
+    let out = command.output().await.map_err(|e| ProviderError::spawn(what, e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ProviderError::command(what, &out))
+    }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\'', "''")
+}
+
+fn parse_control_data(text: &str) -> Result<ControlData, ProviderError> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).map(str::trim))
+            .ok_or_else(|| ProviderError::Parse(format!("pg_controldata printed no {name:?}")))
+    };
+    let latest_checkpoint = field("Latest checkpoint location")?;
+    let timeline = field("Latest checkpoint's TimeLineID")?;
+    Ok(ControlData {
+        state: field("Database cluster state")?.to_string(),
+        latest_checkpoint: latest_checkpoint.parse().map_err(|_| ProviderError::Parse(format!("bad LSN {latest_checkpoint:?}")))?,
+        timeline: timeline.parse().map_err(|_| ProviderError::Parse(format!("bad timeline {timeline:?}")))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pg_controldata_output() {
+        let text = "pg_control version number:            1300\n\
+                    Database cluster state:               shut down\n\
+                    Latest checkpoint location:           0/3000028\n\
+                    Latest checkpoint's REDO location:    0/3000028\n\
+                    Latest checkpoint's TimeLineID:       2\n";
+        let data = parse_control_data(text).unwrap();
+        assert_eq!(data.state, "shut down");
+        assert_eq!(data.latest_checkpoint, "0/3000028".parse().unwrap());
+        assert_eq!(data.timeline, 2);
+        assert!(data.is_clean_primary_shutdown());
+        assert!(parse_control_data("garbage").is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! PostgreSQL servers that pgmaint itself creates and runs on this host.
+
+pub mod cluster;
+pub mod os;
+
+pub use cluster::{Cluster, ControlData, StopMode, Template};
+pub use os::{find_bindir, ServerUser};

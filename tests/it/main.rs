@@ -1,0 +1,1 @@
+//! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
