@@ -1,1 +1,4 @@
 //! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
+
+mod harness;
+mod harness_test;

@@ -21,6 +21,28 @@ pub const DEFAULT_PORT: u16 = 5432;
 /// The superuser every cluster is created with, whoever runs initdb.
 pub const SUPERUSER: &str = "postgres";
 
+/// Settings every server pgmaint runs gets: replication ready, fast promotion,
+/// modest memory. `wal_retrieve_retry_interval` is the one that matters most:
+/// with its 5 s default a promoted standby was measured to stall for 5 s.
+pub fn managed_server_settings() -> Vec<(&'static str, String)> {
+    [
+        ("wal_level", "replica"),
+        ("max_wal_senders", "16"),
+        ("max_replication_slots", "16"),
+        ("hot_standby", "on"),
+        ("hot_standby_feedback", "on"),
+        ("wal_retrieve_retry_interval", "20ms"),
+        ("wal_receiver_status_interval", "1s"),
+        ("wal_keep_size", "256MB"),
+        ("shared_buffers", "32MB"),
+        ("max_connections", "100"),
+        ("log_line_prefix", "%m [%p] "),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_string()))
+    .collect()
+}
+
 /// How a stop treats connected clients (pg_ctl's `-m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
@@ -31,7 +53,7 @@ pub enum StopMode {
 }
 
 impl StopMode {
-    fn flag(self) -> &'static str {
+    pub fn as_flag(self) -> &'static str {
         match self {
             StopMode::Fast => "fast",
             StopMode::Immediate => "immediate",
@@ -191,7 +213,7 @@ impl Cluster {
             return Ok(());
         }
         let mut stop = self.pg_ctl();
-        stop.args(["stop", "-w", "-t", "120", "-s", "-m", mode.flag(), "-D"]).arg(self.data_dir());
+        stop.args(["stop", "-w", "-t", "120", "-s", "-m", mode.as_flag(), "-D"]).arg(self.data_dir());
         run(stop, "pg_ctl stop").await
     }
 

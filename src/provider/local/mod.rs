@@ -3,5 +3,5 @@
 pub mod cluster;
 pub mod os;
 
-pub use cluster::{Cluster, ControlData, StopMode, Template};
+pub use cluster::{managed_server_settings, Cluster, ControlData, StopMode, Template};
 pub use os::{find_bindir, ServerUser};

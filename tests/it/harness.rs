@@ -1,0 +1,144 @@
+//! A small harness for tests against real servers.
+//!
+//! Each test gets a `TestEnv`: its own directory (short, so Unix socket paths
+//! fit), servers copied from one initdb template made once per test run, and a
+//! guard that stops every server and process it started. When the test fails
+//! the directory is kept and its path printed, so the logs can be read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use pgmaint::provider::local::{find_bindir, managed_server_settings, Cluster, ServerUser, StopMode, Template};
+use tokio::sync::OnceCell;
+
+static TEMPLATE: OnceCell<Template> = OnceCell::const_new();
+
+/// The per-run base directory: `/tmp/pgmaint-it-<pid>`.
+fn run_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("pgmaint-it-{}", std::process::id()))
+}
+
+/// Removes base directories left by earlier runs whose process is gone.
+fn sweep_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("pgmaint-it-").and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive && !entry.path().join("KEEP").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+async fn template(bindir: &Path, user: &ServerUser) -> &'static Template {
+    TEMPLATE
+        .get_or_init(|| async {
+            sweep_stale_runs();
+            let root = run_dir().join("template");
+            Template::ensure(&root, bindir, user).await.expect("initdb template")
+        })
+        .await
+}
+
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub bindir: PathBuf,
+    pub user: ServerUser,
+    clusters: Mutex<Vec<Cluster>>,
+    pidfiles: Mutex<Vec<PathBuf>>,
+}
+
+impl TestEnv {
+    /// A fresh directory for the test called `name`.
+    pub fn new(name: &str) -> TestEnv {
+        let dir = run_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let user = ServerUser::detect().expect("server OS user");
+        user.own_dir(&run_dir(), 0o755).expect("run dir");
+        std::fs::create_dir_all(&dir).expect("test dir");
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod test dir");
+        TestEnv {
+            dir,
+            bindir: find_bindir().expect("PostgreSQL binaries"),
+            user,
+            clusters: Mutex::new(Vec::new()),
+            pidfiles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Describes a cluster in this test's directory without creating it; it is
+    /// stopped when the test ends.
+    pub fn cluster(&self, name: &str) -> Cluster {
+        let cluster = Cluster::at(self.dir.join(name), &self.bindir, self.user.clone());
+        self.clusters.lock().unwrap().push(cluster.clone());
+        cluster
+    }
+
+    /// A running primary with pgmaint's managed settings.
+    pub async fn primary(&self, name: &str) -> Cluster {
+        let cluster = self.cluster(name);
+        cluster.init(Some(template(&self.bindir, &self.user).await)).await.expect("init primary");
+        cluster.configure(&managed_server_settings()).expect("configure primary");
+        cluster.start().await.expect("start primary");
+        cluster
+    }
+
+    /// A running streaming replica of `primary`, with its own replication slot.
+    pub async fn replica(&self, name: &str, primary: &Cluster) -> Cluster {
+        let client = connect(primary).await;
+        client
+            .simple_query(&format!("SELECT pg_create_physical_replication_slot('{name}', true)"))
+            .await
+            .expect("create slot");
+        let cluster = self.cluster(name);
+        cluster.clone_from(primary, Some(name), name).await.expect("pg_basebackup");
+        cluster.configure(&managed_server_settings()).expect("configure replica");
+        cluster.start().await.expect("start replica");
+        cluster
+    }
+
+    /// Stops the process named in `pidfile` when the test ends (PgBouncer, SMTP...).
+    pub fn track_pidfile(&self, pidfile: PathBuf) {
+        self.pidfiles.lock().unwrap().push(pidfile);
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let clusters = std::mem::take(&mut *self.clusters.lock().unwrap());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                for cluster in clusters {
+                    let _ = cluster.stop(StopMode::Immediate).await;
+                }
+            })
+        })
+        .join();
+        for pidfile in self.pidfiles.lock().unwrap().iter() {
+            if let Some(pid) = std::fs::read_to_string(pidfile).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        if std::thread::panicking() {
+            let _ = std::fs::write(run_dir().join("KEEP"), "");
+            eprintln!("test failed: its servers' directories and logs are kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A tokio-postgres client to `cluster`'s `postgres` database.
+pub async fn connect(cluster: &Cluster) -> tokio_postgres::Client {
+    connect_conninfo(&cluster.conninfo("postgres")).await
+}
+
+pub async fn connect_conninfo(conninfo: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
+    tokio::spawn(connection);
+    client
+}
