@@ -1,5 +1,9 @@
 //! Plain domain types shared by every layer: no I/O, no SQL, no formatting of output.
 
 mod lsn;
+mod maintenance;
+mod plan;
 
 pub use lsn::Lsn;
+pub use maintenance::{Kind, Reason, Strategy};
+pub use plan::{Plan, Tier};

@@ -1,1 +1,63 @@
-//! store (being written)
+//! The state store: PostgreSQL through sqlx, and the only module that writes SQL for state.
+//!
+//! Everything pgmaint knows about its fleet lives here, so a daemon that is
+//! killed and started again (or another daemon) can rebuild what should happen
+//! next from the store alone. The schema is in `migrations/`, applied at start-up.
+
+mod fleet;
+mod maintenances;
+
+pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
+pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Failures talking to the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("state store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("state store holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle on the state store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects to `url` (a `postgresql://` URL; Unix sockets via `?host=/dir`)
+    /// and brings the schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|source| StoreError::Connect { url: url.to_string(), source })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { url: url.to_string(), source })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

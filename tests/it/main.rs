@@ -2,3 +2,4 @@
 
 mod harness;
 mod harness_test;
+mod store_test;

@@ -121,7 +121,7 @@ impl Cluster {
 
     /// `postgresql://` URL for `dbname` over the Unix socket (for sqlx and applications).
     pub fn url(&self, dbname: &str) -> String {
-        format!("postgresql://{SUPERUSER}@/{dbname}?host={}&port={}", self.root.display(), self.port)
+        format!("postgresql://{SUPERUSER}@localhost/{dbname}?host={}&port={}", self.root.display(), self.port)
     }
 
     /// True once the data directory holds a cluster.

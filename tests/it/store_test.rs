@@ -1,0 +1,79 @@
+//! The state store against a real PostgreSQL: migrations, records, claims and fencing.
+
+use chrono::{Duration, Utc};
+use pgmaint::store::{InstanceRole, MaintenanceState, NewDatabase, StepStatus, Store};
+
+use crate::harness::TestEnv;
+
+async fn store(env: &TestEnv) -> Store {
+    let server = env.primary("state").await;
+    let url = server.url("postgres");
+    let store = Store::connect(&url).await.expect("connect + migrate");
+    // Migrating again (a daemon restart) is a no-op.
+    Store::connect(&url).await.expect("second migrate");
+    store
+}
+
+#[tokio::test]
+async fn databases_instances_and_maintenances_round_trip() {
+    let env = TestEnv::new("store-records");
+    let store = store(&env).await;
+    let owners = vec!["dba@example.com".to_string()];
+    let db = store
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, owners: &owners, window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .await
+        .unwrap();
+    assert_eq!(db.window_spec.as_deref(), Some("Tuesday 14:30"));
+    assert_eq!(db.owners, owners);
+    let duplicate = store
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, owners: &[], window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .await;
+    assert!(duplicate.unwrap_err().to_string().contains("already exists"));
+    assert_eq!(store.database_named("nope").await.unwrap_err().to_string(), "database nope not found");
+
+    let first = store.insert_instance(db.id, InstanceRole::Current, "/x/orders-1", None).await.unwrap();
+    let second = store.insert_instance(db.id, InstanceRole::Replacement, "/x/orders-2", Some("orders_2")).await.unwrap();
+    store.promote_instance(db.id, second.id).await.unwrap();
+    store.promote_instance(db.id, second.id).await.unwrap(); // repeatable
+    assert_eq!(store.current_instance(db.id).await.unwrap().id, second.id);
+    assert_eq!(store.instance(first.id).await.unwrap().role, InstanceRole::Retired);
+
+    let required_by = Utc::now() + Duration::days(3);
+    let m = store.insert_maintenance(db.id, "os-patch", "switchover", required_by).await.unwrap();
+    assert!(store.insert_maintenance(db.id, "settings", "restart", required_by).await.is_err(), "two open maintenances");
+    assert_eq!(store.open_maintenance(db.id).await.unwrap().unwrap().id, m.id);
+    assert_eq!(m.state, MaintenanceState::Pending);
+}
+
+#[tokio::test]
+async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
+    let env = TestEnv::new("store-claims");
+    let store = store(&env).await;
+    let db = store
+        .insert_database(&NewDatabase { name: "a", plan: "standard-0", following_id: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
+        .await
+        .unwrap();
+    let m = store.insert_maintenance(db.id, "settings", "restart", Utc::now()).await.unwrap();
+
+    let first = store.claim_maintenance(m.id, "daemon-a", 30.0).await.unwrap().expect("first claim");
+    assert!(store.claim_maintenance(m.id, "daemon-b", 30.0).await.unwrap().is_none(), "lease must exclude b");
+    store.record_step(first, "pause", StepStatus::Intent, serde_json::json!({})).await.unwrap();
+
+    // a's lease runs out; b takes over with a larger token and a's writes bounce.
+    store.renew_claim(first, 0.0).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = store.claim_maintenance(m.id, "daemon-b", 30.0).await.unwrap().expect("takeover after expiry");
+    assert!(second.token > first.token);
+    assert!(store.record_step(first, "pause", StepStatus::Done, serde_json::json!({})).await.is_err());
+    assert!(store.set_maintenance_state(first, MaintenanceState::Completed).await.is_err());
+    store.set_maintenance_state(second, MaintenanceState::Running).await.unwrap();
+    store.record_step(second, "pause", StepStatus::Done, serde_json::json!({"ms": 1})).await.unwrap();
+    assert!(store.step_done(m.id, "pause").await.unwrap());
+    let steps = store.steps(m.id).await.unwrap();
+    assert_eq!(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["intent", "done"]);
+    store.finish_maintenance(second, MaintenanceState::Completed, "completed", None, Some(12.5)).await.unwrap();
+    let done = store.maintenance(m.id).await.unwrap();
+    assert_eq!(done.state, MaintenanceState::Completed);
+    assert_eq!(done.write_pause_ms, Some(12.5));
+    assert!(store.database(db.id).await.unwrap().last_maintained_at.is_some());
+}
