@@ -1,1 +1,280 @@
-//! pg (being written)
+//! Probes and actions on managed PostgreSQL servers over the wire (tokio-postgres).
+//!
+//! Every question the engine asks before acting ("is it promoted yet?", "has it
+//! received the shutdown checkpoint?") and every SQL-level action it takes
+//! (CHECKPOINT, pg_promote, repointing primary_conninfo) is here.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::model::Lsn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("connecting to {conninfo}: {source}")]
+    Connect { conninfo: String, source: tokio_postgres::Error },
+    #[error("{what}: {source}")]
+    Query { what: &'static str, source: tokio_postgres::Error },
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+pub type PgResult<T> = Result<T, PgError>;
+
+/// One connection to a managed server.
+pub struct Server {
+    client: Client,
+}
+
+/// Where a standby's WAL receiver streams from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalReceiver {
+    pub status: String,
+    pub sender_host: Option<String>,
+    pub slot_name: Option<String>,
+}
+
+/// A standby as its primary sees it in `pg_stat_replication`.
+#[derive(Debug, Clone)]
+pub struct ReplicaLag {
+    pub application_name: String,
+    pub state: String,
+    pub replay_lsn: Option<Lsn>,
+    pub lag_bytes: Option<i64>,
+}
+
+impl Server {
+    /// Connects with a timeout; the connection task runs until the client is dropped.
+    pub async fn connect(conninfo: &str, timeout: Duration) -> PgResult<Server> {
+        let connecting = tokio_postgres::connect(conninfo, NoTls);
+        let (client, connection) = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| PgError::Timeout("connect"))?
+            .map_err(|source| PgError::Connect { conninfo: conninfo.to_string(), source })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Server { client })
+    }
+
+    /// First column of the first row of a simple query, as text.
+    async fn scalar(&self, what: &'static str, sql: &str) -> PgResult<Option<String>> {
+        let messages = self.client.simple_query(sql).await.map_err(|source| PgError::Query { what, source })?;
+        Ok(messages.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        }).flatten())
+    }
+
+    async fn execute(&self, what: &'static str, sql: &str) -> PgResult<()> {
+        self.client.batch_execute(sql).await.map_err(|source| PgError::Query { what, source })
+    }
+
+    async fn lsn(&self, what: &'static str, sql: &str) -> PgResult<Option<Lsn>> {
+        match self.scalar(what, sql).await? {
+            Some(text) => text.parse().map(Some).map_err(|e| PgError::Unexpected(format!("{what}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn is_in_recovery(&self) -> PgResult<bool> {
+        Ok(self.scalar("pg_is_in_recovery", "SELECT pg_is_in_recovery()").await?.as_deref() == Some("t"))
+    }
+
+    /// The primary's current write position.
+    pub async fn current_lsn(&self) -> PgResult<Lsn> {
+        self.lsn("pg_current_wal_lsn", "SELECT pg_current_wal_lsn()").await?.ok_or_else(|| PgError::Unexpected("no current LSN".into()))
+    }
+
+    /// A standby's end of WAL received and flushed (None if it never streamed).
+    pub async fn received_lsn(&self) -> PgResult<Option<Lsn>> {
+        self.lsn("pg_last_wal_receive_lsn", "SELECT pg_last_wal_receive_lsn()").await
+    }
+
+    /// A standby's end of WAL replayed.
+    pub async fn replayed_lsn(&self) -> PgResult<Option<Lsn>> {
+        self.lsn("pg_last_wal_replay_lsn", "SELECT pg_last_wal_replay_lsn()").await
+    }
+
+    /// The timeline of the server's latest checkpoint.
+    pub async fn timeline(&self) -> PgResult<u32> {
+        let text = self.scalar("timeline", "SELECT timeline_id FROM pg_control_checkpoint()").await?.unwrap_or_default();
+        text.parse().map_err(|_| PgError::Unexpected(format!("timeline {text:?}")))
+    }
+
+    /// The start time of the postmaster, which changes on every restart.
+    pub async fn postmaster_start_time(&self) -> PgResult<String> {
+        Ok(self.scalar("pg_postmaster_start_time", "SELECT pg_postmaster_start_time()::text").await?.unwrap_or_default())
+    }
+
+    /// `server_version_num`, e.g. 150018.
+    pub async fn version_num(&self) -> PgResult<u32> {
+        let text = self.scalar("server_version_num", "SHOW server_version_num").await?.unwrap_or_default();
+        text.parse().map_err(|_| PgError::Unexpected(format!("server_version_num {text:?}")))
+    }
+
+    /// Settings changed in the configuration that only a restart applies.
+    pub async fn pending_restart_settings(&self) -> PgResult<Vec<String>> {
+        let rows = self
+            .client
+            .query("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name", &[])
+            .await
+            .map_err(|source| PgError::Query { what: "pending_restart", source })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Transactions (xids) assigned: compared between primary and follower it
+    /// gives "Behind By: N commits".
+    pub async fn xid_horizon(&self) -> PgResult<i64> {
+        let text = self.scalar("snapshot", "SELECT pg_snapshot_xmax(pg_current_snapshot())::text").await?.unwrap_or_default();
+        text.parse().map_err(|_| PgError::Unexpected(format!("snapshot xmax {text:?}")))
+    }
+
+    /// Size of a database in bytes.
+    pub async fn database_size(&self, dbname: &str) -> PgResult<i64> {
+        let row = self
+            .client
+            .query_one("SELECT pg_database_size($1)", &[&dbname])
+            .await
+            .map_err(|source| PgError::Query { what: "pg_database_size", source })?;
+        Ok(row.get(0))
+    }
+
+    /// Creates the application database if it does not exist yet.
+    pub async fn ensure_database(&self, dbname: &str) -> PgResult<()> {
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+            .await
+            .map_err(|source| PgError::Query { what: "pg_database", source })?
+            .is_some();
+        if !exists {
+            self.execute("CREATE DATABASE", &format!("CREATE DATABASE {}", ident(dbname))).await?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint now, so the shutdown checkpoint during the switch has little to write.
+    pub async fn checkpoint(&self) -> PgResult<()> {
+        self.execute("CHECKPOINT", "CHECKPOINT").await
+    }
+
+    /// Promotes a standby and waits until it is out of recovery. Already promoted is fine.
+    pub async fn promote(&self, wait: Duration) -> PgResult<()> {
+        if !self.is_in_recovery().await? {
+            return Ok(());
+        }
+        let sql = format!("SELECT pg_promote(true, {})", wait.as_secs().max(1));
+        match self.scalar("pg_promote", &sql).await?.as_deref() {
+            Some("t") => Ok(()),
+            _ => Err(PgError::Unexpected(format!("pg_promote did not finish within {}s", wait.as_secs()))),
+        }
+    }
+
+    /// Proves the server accepts writes: assigning a transaction id is a write
+    /// and fails on a read-only server.
+    pub async fn check_writable(&self) -> PgResult<()> {
+        self.scalar("write check", "SELECT txid_current()").await.map(|_| ())
+    }
+
+    /// Creates a physical replication slot (reserving WAL now) unless it exists.
+    pub async fn ensure_slot(&self, slot: &str) -> PgResult<()> {
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .await
+            .map_err(|source| PgError::Query { what: "pg_replication_slots", source })?
+            .is_some();
+        if !exists {
+            self.client
+                .execute("SELECT pg_create_physical_replication_slot($1, true)", &[&slot])
+                .await
+                .map_err(|source| PgError::Query { what: "create slot", source })?;
+        }
+        Ok(())
+    }
+
+    /// Drops a replication slot if it exists and nothing uses it.
+    pub async fn drop_slot(&self, slot: &str) -> PgResult<()> {
+        self.client
+            .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", &[&slot])
+            .await
+            .map_err(|source| PgError::Query { what: "drop slot", source })?;
+        Ok(())
+    }
+
+    /// Points a standby at another primary (PG >= 13 applies this on reload).
+    pub async fn set_primary(&self, primary_conninfo: &str, slot: Option<&str>) -> PgResult<()> {
+        let mut sql = format!("ALTER SYSTEM SET primary_conninfo = {};", literal(primary_conninfo));
+        match slot {
+            Some(slot) => sql.push_str(&format!("ALTER SYSTEM SET primary_slot_name = {};", literal(slot))),
+            None => sql.push_str("ALTER SYSTEM RESET primary_slot_name;"),
+        }
+        sql.push_str("SELECT pg_reload_conf();");
+        self.execute("repoint primary_conninfo", &sql).await
+    }
+
+    /// The standby's WAL receiver, if one is running.
+    pub async fn wal_receiver(&self) -> PgResult<Option<WalReceiver>> {
+        let row = self
+            .client
+            .query_opt("SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver", &[])
+            .await
+            .map_err(|source| PgError::Query { what: "pg_stat_wal_receiver", source })?;
+        Ok(row.map(|r| WalReceiver { status: r.get(0), sender_host: r.get(1), slot_name: r.get(2) }))
+    }
+
+    /// The standbys streaming from this primary.
+    pub async fn replicas(&self) -> PgResult<Vec<ReplicaLag>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT application_name, state, replay_lsn::text, \
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint \
+                 FROM pg_stat_replication",
+                &[],
+            )
+            .await
+            .map_err(|source| PgError::Query { what: "pg_stat_replication", source })?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplicaLag {
+                application_name: r.get(0),
+                state: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                replay_lsn: r.get::<_, Option<String>>(2).and_then(|s| s.parse().ok()),
+                lag_bytes: r.get(3),
+            })
+            .collect())
+    }
+}
+
+/// Polls `probe` every `every` until it returns true or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, every: Duration, what: &'static str, mut probe: F) -> PgResult<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = PgResult<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if probe().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PgError::Timeout(what));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A SQL string literal.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A SQL identifier.
+pub fn ident(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
