@@ -5,9 +5,11 @@
 //! cli/daemon -> engine -> {store, provider, pg, endpoint} -> model/schedule.
 
 pub mod config;
+pub mod engine;
 pub mod endpoint;
 pub mod model;
 pub mod pg;
 pub mod provider;
 pub mod schedule;
 pub mod store;
+pub mod workload;

@@ -162,16 +162,18 @@ impl Server {
         self.execute("CHECKPOINT", "CHECKPOINT").await
     }
 
-    /// Promotes a standby and waits until it is out of recovery. Already promoted is fine.
+    /// Promotes a standby and waits until it is out of recovery. Already
+    /// promoted is fine. Polls every 2 ms: `pg_promote(wait => true)` checks
+    /// only every 100 ms, and clients wait through this.
     pub async fn promote(&self, wait: Duration) -> PgResult<()> {
         if !self.is_in_recovery().await? {
             return Ok(());
         }
-        let sql = format!("SELECT pg_promote(true, {})", wait.as_secs().max(1));
-        match self.scalar("pg_promote", &sql).await?.as_deref() {
-            Some("t") => Ok(()),
-            _ => Err(PgError::Unexpected(format!("pg_promote did not finish within {}s", wait.as_secs()))),
+        match self.scalar("pg_promote", "SELECT pg_promote(false)").await?.as_deref() {
+            Some("t") => {}
+            other => return Err(PgError::Unexpected(format!("pg_promote returned {other:?}"))),
         }
+        wait_until(wait, Duration::from_millis(2), "promotion", || async { Ok(!self.is_in_recovery().await?) }).await
     }
 
     /// Proves the server accepts writes: assigning a transaction id is a write

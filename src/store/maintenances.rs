@@ -298,8 +298,15 @@ impl Store {
     }
 
     /// Writes a step's intent, result or skip to the log, and the current step on the maintenance.
+    ///
+    /// Step records commit asynchronously (`synchronous_commit = off`): they are
+    /// durable against a crash of pgmaint, which is what the step machine
+    /// guards against, and cost no disk flush inside the critical section. A
+    /// crash of the state store itself may lose the newest records; every step
+    /// observes the servers before acting, so re-running it is still safe.
     pub async fn record_step(&self, claim: Claim, step: &str, status: StepStatus, detail: Value) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         let done = sqlx::query("UPDATE maintenances SET step = $3 WHERE id = $1 AND fencing_token = $2")
             .bind(claim.maintenance_id)
             .bind(claim.token)
@@ -325,14 +332,16 @@ impl Store {
             .await?)
     }
 
-    /// Whether a step of this maintenance has already been recorded as done.
-    pub async fn step_done(&self, maintenance_id: i64, step: &str) -> StoreResult<bool> {
+    /// Steps recorded as done (or skipped) since the maintenance was last
+    /// postponed: what a resumed runner need not do again.
+    pub async fn steps_done(&self, maintenance_id: i64) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM maintenance_steps WHERE maintenance_id = $1 AND step = $2 AND status IN ('done', 'skipped'))",
+            "SELECT step FROM maintenance_steps WHERE maintenance_id = $1 AND status IN ('done', 'skipped') \
+             AND id > coalesce((SELECT max(id) FROM maintenance_steps WHERE maintenance_id = $1 AND step = 'postponed'), 0) \
+             ORDER BY id",
         )
         .bind(maintenance_id)
-        .bind(step)
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?)
     }
 

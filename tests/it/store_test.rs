@@ -68,7 +68,7 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
     assert!(store.set_maintenance_state(first, MaintenanceState::Completed).await.is_err());
     store.set_maintenance_state(second, MaintenanceState::Running).await.unwrap();
     store.record_step(second, "pause", StepStatus::Done, serde_json::json!({"ms": 1})).await.unwrap();
-    assert!(store.step_done(m.id, "pause").await.unwrap());
+    assert_eq!(store.steps_done(m.id).await.unwrap(), ["pause"]);
     let steps = store.steps(m.id).await.unwrap();
     assert_eq!(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["intent", "done"]);
     store.finish_maintenance(second, MaintenanceState::Completed, "completed", None, Some(12.5)).await.unwrap();

@@ -207,14 +207,48 @@ impl Cluster {
         run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
     }
 
-    /// Stops the server; already stopped is fine.
+    /// Stops the server; already stopped is fine. A fast stop signals the
+    /// postmaster itself and watches for its pid file to go, every 2 ms:
+    /// `pg_ctl stop -w` polls only every 100 ms, and this is the fence in the
+    /// middle of a switchover, where clients are waiting.
     pub async fn stop(&self, mode: StopMode) -> Result<(), ProviderError> {
         if !self.is_running().await? {
             return Ok(());
         }
+        if mode == StopMode::Fast {
+            if let Some(pid) = self.postmaster_pid() {
+                let signalled = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+                if signalled.is_ok() && self.wait_for_pid_file_gone(Duration::from_secs(120)).await {
+                    return Ok(());
+                }
+            }
+        }
         let mut stop = self.pg_ctl();
         stop.args(["stop", "-w", "-t", "120", "-s", "-m", mode.as_flag(), "-D"]).arg(self.data_dir());
         run(stop, "pg_ctl stop").await
+    }
+
+    async fn wait_for_pid_file_gone(&self, limit: Duration) -> bool {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if !pid_file.exists() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    }
+
+    /// Starts the server without waiting for it to accept connections; the
+    /// caller polls for readiness at a finer grain than pg_ctl's 100 ms.
+    pub async fn start_no_wait(&self) -> Result<(), ProviderError> {
+        if self.is_running().await? {
+            return Ok(());
+        }
+        let mut start = self.pg_ctl();
+        start.args(["start", "-W", "-s", "-D"]).arg(self.data_dir()).arg("-l").arg(self.log_file());
+        run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
     }
 
     /// Fast restart: disconnects clients, checkpoints, starts again, waits until ready.
@@ -248,9 +282,10 @@ impl Cluster {
         text.lines().next()?.trim().parse().ok()
     }
 
-    /// `pg_controldata`: works whether the server runs or not.
+    /// `pg_controldata`: works whether the server runs or not. It only reads
+    /// files, so it runs as pgmaint itself (saving runuser's ~15 ms in the fence).
     pub async fn control_data(&self) -> Result<ControlData, ProviderError> {
-        let mut cmd = self.user.command(&self.bindir.join("pg_controldata"), &self.root);
+        let mut cmd = tokio::process::Command::new(self.bindir.join("pg_controldata"));
         cmd.arg("-D").arg(self.data_dir()).env("LC_ALL", "C");
         let out = cmd.output().await.map_err(|e| ProviderError::spawn("pg_controldata", e))?;
         if !out.status.success() {

@@ -1,7 +1,87 @@
 //! PostgreSQL servers that pgmaint itself creates and runs on this host.
+//!
+//! Every server lives in its own directory under `DATA_DIR/instances`; new
+//! primaries are copied from an initdb template made once, replicas are
+//! pg_basebackup copies. The state store's own private cluster (the embedded
+//! default) is also a local cluster, under `DATA_DIR/state`.
 
 pub mod cluster;
 pub mod os;
 
+use std::path::{Path, PathBuf};
+
 pub use cluster::{managed_server_settings, Cluster, ControlData, StopMode, Template};
 pub use os::{find_bindir, ServerUser};
+
+use super::ProviderError;
+
+/// Local servers under one data directory.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    instances_dir: PathBuf,
+    bindir: PathBuf,
+    user: ServerUser,
+    template: Template,
+}
+
+impl LocalProvider {
+    /// Opens (creating if needed) the provider's directories and initdb template.
+    pub async fn open(data_dir: &Path) -> Result<LocalProvider, ProviderError> {
+        let user = ServerUser::detect()?;
+        let bindir = find_bindir()?;
+        user.own_dir(data_dir, 0o755)?;
+        let instances_dir = data_dir.join("instances");
+        user.own_dir(&instances_dir, 0o755)?;
+        let template = Template::ensure(&data_dir.join("template"), &bindir, &user).await?;
+        Ok(LocalProvider { instances_dir, bindir, user, template })
+    }
+
+    pub fn user(&self) -> &ServerUser {
+        &self.user
+    }
+
+    /// A fresh, unused location for a server of `database`.
+    pub fn new_location(&self, database: &str) -> String {
+        let suffix: u32 = rand::random::<u32>() % 1_000_000;
+        self.instances_dir.join(format!("{database}-{suffix:06}")).display().to_string()
+    }
+
+    /// The server at `location` (as recorded in the state store).
+    pub fn cluster(&self, location: &str) -> Cluster {
+        Cluster::at(location, &self.bindir, self.user.clone())
+    }
+
+    /// Builds and starts a primary at `location`; repeating it after a crash finishes the job.
+    pub async fn create_primary(&self, location: &str) -> Result<Cluster, ProviderError> {
+        let cluster = self.cluster(location);
+        cluster.init(Some(&self.template)).await?;
+        cluster.configure(&managed_server_settings())?;
+        cluster.start().await?;
+        Ok(cluster)
+    }
+
+    /// Builds and starts a streaming replica of `primary` at `location`, using
+    /// replication slot `slot` (which must exist on the primary).
+    pub async fn create_replica(&self, location: &str, primary: &Cluster, slot: &str) -> Result<Cluster, ProviderError> {
+        let cluster = self.cluster(location);
+        cluster.clone_from(primary, Some(slot), slot).await?;
+        cluster.configure(&managed_server_settings())?;
+        cluster.start().await?;
+        Ok(cluster)
+    }
+}
+
+/// Starts (creating on first use) the private PostgreSQL cluster that holds
+/// pgmaint's own state when no `state.url` is configured, and returns its URL.
+pub async fn start_embedded_state(data_dir: &Path) -> Result<String, ProviderError> {
+    let user = ServerUser::detect()?;
+    let bindir = find_bindir()?;
+    user.own_dir(data_dir, 0o755)?;
+    let cluster = Cluster::at(data_dir.join("state"), &bindir, user);
+    if !cluster.exists() {
+        cluster.init(None).await?;
+    }
+    cluster.configure(&[("max_connections", "100".to_string()), ("shared_buffers", "32MB".to_string())])?;
+    cluster.start().await?;
+    Ok(cluster.url("postgres"))
+}

@@ -1,0 +1,192 @@
+//! The fleet: creating databases (primary, follower, HA standby), their routes
+//! through the endpoint, and recording required maintenances.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::endpoint::Route;
+use crate::model::{Plan, Reason, Strategy};
+use crate::provider::local::Cluster;
+use crate::store::{DatabaseRecord, InstanceRole, MaintenanceRecord, NewDatabase};
+
+use super::{connect, Engine, EngineError, EngineResult};
+
+/// What `databases create` asks for.
+#[derive(Debug, Clone)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub plan: Plan,
+    pub follow: Option<String>,
+    pub window: String,
+    pub window_length: Duration,
+    pub owners: Vec<String>,
+}
+
+/// How long a new replica may take to catch up before it counts as failed.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
+/// A replica this close to its primary (bytes of WAL) counts as caught up.
+const CAUGHT_UP_BYTES: i64 = 1 << 20;
+
+impl Engine {
+    /// Creates a database: its server (a primary, or a streaming follower of
+    /// `follow`), an HA standby on HA tiers, and its route through the endpoint.
+    pub async fn create_database(&self, spec: &DatabaseSpec) -> EngineResult<DatabaseRecord> {
+        validate_name(&spec.name)?;
+        let leader = match &spec.follow {
+            Some(name) => Some(self.store.database_named(name).await?),
+            None => None,
+        };
+        let record = self
+            .store
+            .insert_database(&NewDatabase {
+                name: &spec.name,
+                plan: spec.plan.name(),
+                following_id: leader.as_ref().map(|l| l.id),
+                owners: &spec.owners,
+                window_spec: &spec.window,
+                window_length_secs: i32::try_from(spec.window_length.as_secs()).map_err(|_| EngineError::Invalid("window too long".into()))?,
+            })
+            .await?;
+        let location = self.provider.new_location(&spec.name);
+        let slot = slot_for(&location);
+        let instance = self.store.insert_instance(record.id, InstanceRole::Current, &location, Some(&slot)).await?;
+        match &leader {
+            None => {
+                let cluster = self.provider.create_primary(&instance.location).await?;
+                connect(&cluster).await?.ensure_database(&spec.name).await?;
+            }
+            Some(leader) => {
+                let upstream = self.current_cluster(leader.id).await?;
+                self.build_replica(&upstream, &instance.location, &slot).await?;
+            }
+        }
+        if leader.is_none() && spec.plan.tier().has_ha_standby() {
+            self.build_ha_standby(record.id, &spec.name).await?;
+        }
+        self.publish_routes().await?;
+        self.store.set_database_status(record.id, "available").await?;
+        Ok(self.store.database(record.id).await?)
+    }
+
+    /// Builds a streaming replica of `upstream` at `location` and waits until it has caught up.
+    pub(super) async fn build_replica(&self, upstream: &Cluster, location: &str, slot: &str) -> EngineResult<Cluster> {
+        connect(upstream).await?.ensure_slot(slot).await?;
+        let replica = self.provider.create_replica(location, upstream, slot).await?;
+        self.wait_caught_up(upstream, slot).await?;
+        Ok(replica)
+    }
+
+    /// A new HA standby for a primary database, streaming from its current server.
+    pub(super) async fn build_ha_standby(&self, database_id: i64, name: &str) -> EngineResult<()> {
+        let primary = self.current_cluster(database_id).await?;
+        // A standby row left by an interrupted earlier attempt is finished, not duplicated.
+        let standby = match self.store.instance_in_role(database_id, InstanceRole::HaStandby).await? {
+            Some(existing) => existing,
+            None => {
+                let location = self.provider.new_location(&format!("{name}-ha"));
+                let slot = slot_for(&location);
+                self.store.insert_instance(database_id, InstanceRole::HaStandby, &location, Some(&slot)).await?
+            }
+        };
+        let slot = standby.slot_name.clone().unwrap_or_else(|| slot_for(&standby.location));
+        self.build_replica(&primary, &standby.location, &slot).await?;
+        Ok(())
+    }
+
+    /// Waits until the replica using `slot` streams from `upstream` within a small lag.
+    pub(super) async fn wait_caught_up(&self, upstream: &Cluster, slot: &str) -> EngineResult<()> {
+        let server = connect(upstream).await?;
+        crate::pg::wait_until(CATCH_UP_TIMEOUT, Duration::from_millis(50), "replica catch-up", || async {
+            let replicas = server.replicas().await?;
+            Ok(replicas
+                .iter()
+                .any(|r| r.application_name == slot && r.state == "streaming" && r.lag_bytes.is_some_and(|lag| lag < CAUGHT_UP_BYTES)))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The server clients of `database_id` reach now.
+    pub(super) async fn current_cluster(&self, database_id: i64) -> EngineResult<Cluster> {
+        let instance = self.store.current_instance(database_id).await?;
+        Ok(self.provider.cluster(&instance.location))
+    }
+
+    /// The PostgreSQL database name inside the servers: a follower serves its leader's.
+    pub(super) async fn dbname_of(&self, database: &DatabaseRecord) -> EngineResult<String> {
+        let mut current = database.clone();
+        while let Some(leader) = current.following_id {
+            current = self.store.database(leader).await?;
+        }
+        Ok(current.name)
+    }
+
+    /// The endpoint route of a database: its name, to its current server.
+    pub(super) async fn route_of(&self, database: &DatabaseRecord) -> EngineResult<Route> {
+        let cluster = self.current_cluster(database.id).await?;
+        Ok(Route::to_cluster(&database.name, &cluster, &self.dbname_of(database).await?))
+    }
+
+    /// Makes the endpoint route every database to its current server (starting it if needed).
+    pub async fn publish_routes(&self) -> EngineResult<()> {
+        let mut routes = Vec::new();
+        for database in self.store.databases().await? {
+            if self.store.instance_in_role(database.id, InstanceRole::Current).await?.is_some() {
+                routes.push(self.route_of(&database).await?);
+            }
+        }
+        self.endpoint.ensure_started(&routes).await?;
+        Ok(())
+    }
+
+    /// The URL applications use for a database; it never changes across maintenance.
+    pub async fn endpoint_url(&self, name: &str) -> EngineResult<String> {
+        let database = self.store.database_named(name).await?;
+        Ok(self.endpoint.client_url(&database.name))
+    }
+
+    /// Records a required maintenance with the strategy the table picks.
+    pub async fn require_maintenance(&self, name: &str, reason: Reason, required_by: DateTime<Utc>) -> EngineResult<MaintenanceRecord> {
+        let database = self.store.database_named(name).await?;
+        let plan: Plan = database.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let strategy = Strategy::choose(reason, plan.tier(), database.following_id.is_some());
+        Ok(self.store.insert_maintenance(database.id, reason.as_str(), strategy.as_str(), required_by).await?)
+    }
+}
+
+/// Database names become directory names, PgBouncer entries and SQL identifiers.
+fn validate_name(name: &str) -> EngineResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(format!(
+            "invalid database name {name:?}: use 1-40 lowercase letters, digits, '-' or '_', starting with a letter"
+        )))
+    }
+}
+
+/// A replication slot name derived from a server's location (unique per server).
+pub(super) fn slot_for(location: &str) -> String {
+    let base = std::path::Path::new(location).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let cleaned: String = base.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    format!("pgmaint_{cleaned}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_slots() {
+        assert!(validate_name("orders-2").is_ok());
+        for bad in ["", "Orders", "2orders", "a b", "a;drop", &"x".repeat(41)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(slot_for("/var/lib/pgmaint/instances/orders-ha-000123"), "pgmaint_orders_ha_000123");
+    }
+}

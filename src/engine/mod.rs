@@ -1,0 +1,99 @@
+//! The maintenance runner: the fleet's servers, and the persisted step machine
+//! that restarts, switches over or fails over a database.
+//!
+//! The engine reads like the runbook it runs. Every step records its intent in
+//! the state store before it acts and observes the real servers before acting,
+//! so a runner killed anywhere can be started again and finish the job, or
+//! return the database to a safe, writable state, without losing a commit and
+//! without ever having two writable primaries. The engine never formats output.
+
+mod failpoint;
+mod fleet;
+mod restart;
+mod run;
+mod switch;
+
+use std::time::Duration;
+
+pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
+pub use fleet::DatabaseSpec;
+pub use run::RunReport;
+
+use crate::endpoint::{EndpointError, PgBouncer};
+use crate::pg::{PgError, Server};
+use crate::provider::local::{Cluster, LocalProvider};
+use crate::provider::ProviderError;
+use crate::store::{Store, StoreError};
+
+/// How long a PAUSE may wait for running transactions before the switch is called off.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a candidate may take to show it has the old primary's shutdown checkpoint.
+const WAL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a runner's claim on a maintenance lasts between renewals.
+const CLAIM_LEASE_SECS: f64 = 60.0;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("{0}")]
+    Invalid(String),
+    /// The switch was called off before anything was promoted; the old primary serves again.
+    #[error("postponed: {0}")]
+    Postponed(String),
+    #[error("maintenance #{0} is being run by another daemon")]
+    Busy(i64),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// The fleet's servers, its endpoint and its state, and the runner that maintains them.
+pub struct Engine {
+    store: Store,
+    provider: LocalProvider,
+    endpoint: PgBouncer,
+    node: String,
+    failpoint: Option<Failpoint>,
+}
+
+impl Engine {
+    /// `node` names this runner in claims (e.g. host and pid).
+    pub fn new(store: Store, provider: LocalProvider, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
+        Engine { store, provider, endpoint, node: node.into(), failpoint: None }
+    }
+
+    /// Arms a failpoint (tests and the kill drills use `PGMAINT_FAILPOINT`).
+    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Engine {
+        self.failpoint = failpoint;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn endpoint(&self) -> &PgBouncer {
+        &self.endpoint
+    }
+
+    pub fn provider(&self) -> &LocalProvider {
+        &self.provider
+    }
+
+    fn failpoint(&self, step: &str, phase: Phase) {
+        if let Some(failpoint) = &self.failpoint {
+            failpoint.hit(step, phase);
+        }
+    }
+}
+
+async fn connect(cluster: &Cluster) -> EngineResult<Server> {
+    Ok(Server::connect(&cluster.conninfo("postgres"), CONNECT_TIMEOUT).await?)
+}

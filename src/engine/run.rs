@@ -1,0 +1,137 @@
+//! Running one maintenance: claim it, prepare what it needs, run its steps,
+//! and close it as completed, postponed or failed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::model::Strategy;
+use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
+
+use super::{Engine, EngineError, EngineResult, Phase, CLAIM_LEASE_SECS};
+
+/// What a finished run measured.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub maintenance_id: i64,
+    pub strategy: Strategy,
+    /// `completed`, `postponed: <why>` or `failed: <why>`.
+    pub outcome: String,
+    /// From PAUSE done to RESUME done, as the runner measured it.
+    pub write_pause: Option<Duration>,
+    /// Each step of this run with how long it took.
+    pub steps: Vec<(String, Duration)>,
+}
+
+/// One claimed maintenance being run: what every step needs to know.
+pub(super) struct Run {
+    pub claim: Claim,
+    pub maintenance: MaintenanceRecord,
+    pub database: DatabaseRecord,
+    pub strategy: Strategy,
+    /// Steps already done in this attempt (by an earlier, interrupted runner).
+    done: HashSet<String>,
+    pub timings: Vec<(String, Duration)>,
+}
+
+impl Engine {
+    /// Runs maintenance `id` now: claims it, prepares its replacement if that is
+    /// not ready yet, and carries it out. Safe to call again after a crash.
+    pub async fn run_maintenance(&self, id: i64) -> EngineResult<RunReport> {
+        let claim = self.store.claim_maintenance(id, &self.node, CLAIM_LEASE_SECS).await?.ok_or(EngineError::Busy(id))?;
+        let mut run = self.start_run(claim).await?;
+        if matches!(run.maintenance.state, MaintenanceState::Pending | MaintenanceState::Preparing) {
+            self.prepare_claimed(&mut run).await?;
+        }
+        self.store.set_maintenance_state(claim, MaintenanceState::Running).await?;
+        let result = match run.strategy {
+            Strategy::Restart => self.restart(&mut run).await,
+            Strategy::Switchover | Strategy::Failover => self.switch(&mut run).await,
+        };
+        let latest = self.store.maintenance(id).await?;
+        let write_pause = latest.write_pause_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+        let outcome = match result {
+            Ok(()) => {
+                self.store.finish_maintenance(claim, MaintenanceState::Completed, "completed", None, None).await?;
+                "completed".to_string()
+            }
+            Err(EngineError::Postponed(why)) => {
+                self.store.record_step(claim, "postponed", StepStatus::Done, json!({ "why": why })).await?;
+                self.store.set_maintenance_state(claim, MaintenanceState::Ready).await?;
+                self.store.release_claim(claim).await?;
+                format!("postponed: {why}")
+            }
+            Err(error) => {
+                let message = error.to_string();
+                self.store.finish_maintenance(claim, MaintenanceState::Failed, "failed", Some(&message), None).await?;
+                return Err(error);
+            }
+        };
+        Ok(RunReport { maintenance_id: id, strategy: run.strategy, outcome, write_pause, steps: run.timings })
+    }
+
+    /// Prepares maintenance `id` ahead of its window (a switchover's replacement).
+    pub async fn prepare_maintenance(&self, id: i64) -> EngineResult<()> {
+        let claim = self.store.claim_maintenance(id, &self.node, CLAIM_LEASE_SECS).await?.ok_or(EngineError::Busy(id))?;
+        let mut run = self.start_run(claim).await?;
+        self.prepare_claimed(&mut run).await?;
+        self.store.release_claim(claim).await?;
+        Ok(())
+    }
+
+    async fn start_run(&self, claim: Claim) -> EngineResult<Run> {
+        let maintenance = self.store.maintenance(claim.maintenance_id).await?;
+        if matches!(maintenance.state, MaintenanceState::Completed | MaintenanceState::Failed) {
+            return Err(EngineError::Invalid(format!("maintenance #{} is already {}", maintenance.id, maintenance.state.as_str())));
+        }
+        let database = self.store.database(maintenance.database_id).await?;
+        let strategy = maintenance.strategy.parse().map_err(EngineError::Invalid)?;
+        let done = self.store.steps_done(maintenance.id).await?.into_iter().collect();
+        Ok(Run { claim, maintenance, database, strategy, done, timings: Vec::new() })
+    }
+
+    async fn prepare_claimed(&self, run: &mut Run) -> EngineResult<()> {
+        match run.strategy {
+            Strategy::Switchover => {
+                self.store.set_maintenance_state(run.claim, MaintenanceState::Preparing).await?;
+                self.step(run, "prepare_replacement", async |engine: &Engine, run: &mut Run| engine.prepare_replacement(run).await).await?;
+            }
+            Strategy::Failover => {
+                self.step(run, "check_standby", async |engine: &Engine, run: &mut Run| engine.check_ha_standby(run).await).await?;
+            }
+            Strategy::Restart => {}
+        }
+        self.store.set_maintenance_state(run.claim, MaintenanceState::Ready).await?;
+        run.maintenance = self.store.maintenance(run.maintenance.id).await?;
+        Ok(())
+    }
+
+    /// One step of the runbook: skipped if an earlier runner finished it;
+    /// otherwise its intent is recorded, it acts (observing first), and its
+    /// result is recorded. Failpoints sit on both sides of the action.
+    pub(super) async fn step<F>(&self, run: &mut Run, name: &'static str, act: F) -> EngineResult<()>
+    where
+        F: AsyncFnOnce(&Engine, &mut Run) -> EngineResult<Value>,
+    {
+        if run.done.contains(name) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
+        self.failpoint(name, Phase::Before);
+        match act(self, run).await {
+            Ok(detail) => {
+                self.failpoint(name, Phase::After);
+                self.store.record_step(run.claim, name, StepStatus::Done, detail).await?;
+                run.done.insert(name.to_string());
+                run.timings.push((name.to_string(), started.elapsed()));
+                Ok(())
+            }
+            Err(error) => {
+                self.store.record_step(run.claim, name, StepStatus::Failed, json!({ "error": error.to_string() })).await?;
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! A writer workload and its audit: the proof behind "zero lost commits".
+//!
+//! Writers insert unique ids through the endpoint, one autocommit INSERT per
+//! round trip (simple protocol, so it works through PgBouncer's transaction
+//! pooling), and remember every id the server acknowledged. Afterwards the
+//! audit checks every acknowledged id is on the final server. The longest gap
+//! between any two commits is the write pause clients actually felt. A watch
+//! samples the database's servers and counts how many were writable at once.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+/// The table writers insert into, created on the primary before they start.
+pub const AUDIT_TABLE: &str = "pgmaint_audit";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("workload: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("workload: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+struct WriterLog {
+    acknowledged: Vec<i64>,
+    commit_times: Vec<Instant>,
+    errors: Vec<String>,
+}
+
+/// Writers running against one connection string.
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    commits: Arc<AtomicUsize>,
+    writers: Vec<JoinHandle<WriterLog>>,
+    started: Instant,
+}
+
+/// What the writers saw.
+#[derive(Debug, Clone)]
+pub struct WorkloadReport {
+    pub acknowledged: Vec<i64>,
+    pub client_errors: usize,
+    /// Up to ten distinct error messages, for the test's failure message.
+    pub error_samples: Vec<String>,
+    pub max_commit_gap: Duration,
+    pub duration: Duration,
+}
+
+/// Creates the audit table (idempotent).
+pub async fn prepare(conninfo: &str) -> Result<(), WorkloadError> {
+    let client = connect(conninfo).await?;
+    client
+        .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (id bigint PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())"))
+        .await?;
+    Ok(())
+}
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+impl Workload {
+    /// Starts `writers` tasks inserting through `conninfo` until stopped.
+    pub fn start(conninfo: &str, writers: usize) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicUsize::new(0));
+        let handles = (0..writers)
+            .map(|writer| {
+                let stop = stop.clone();
+                let commits = commits.clone();
+                let conninfo = conninfo.to_string();
+                tokio::spawn(async move { write_until_stopped(&conninfo, writer, &stop, &commits).await })
+            })
+            .collect();
+        Workload { stop, commits, writers: handles, started: Instant::now() }
+    }
+
+    /// Commits acknowledged so far (for progress displays).
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub async fn stop(self) -> Result<WorkloadReport, WorkloadError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        let mut times = Vec::new();
+        let mut errors = Vec::new();
+        for handle in self.writers {
+            let log = handle.await?;
+            acknowledged.extend(log.acknowledged);
+            times.extend(log.commit_times);
+            errors.extend(log.errors);
+        }
+        times.sort();
+        let max_commit_gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        let mut error_samples: Vec<String> = errors.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
+        error_samples.truncate(10);
+        Ok(WorkloadReport { acknowledged, client_errors: errors.len(), error_samples, max_commit_gap, duration: self.started.elapsed() })
+    }
+}
+
+async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, commits: &AtomicUsize) -> WriterLog {
+    let mut log = WriterLog { acknowledged: Vec::new(), commit_times: Vec::new(), errors: Vec::new() };
+    let mut client = None;
+    let mut sequence: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let active = match client.take() {
+            Some(c) => c,
+            None => match connect(conninfo).await {
+                Ok(c) => c,
+                Err(e) => {
+                    log.errors.push(format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        sequence += 1;
+        let id = (writer as i64) * 1_000_000_000 + sequence;
+        match active.simple_query(&format!("INSERT INTO {AUDIT_TABLE} (id, writer) VALUES ({id}, {writer})")).await {
+            Ok(_) => {
+                log.acknowledged.push(id);
+                log.commit_times.push(Instant::now());
+                commits.fetch_add(1, Ordering::Relaxed);
+                client = Some(active);
+            }
+            Err(e) => {
+                log.errors.push(e.to_string());
+                if !active.is_closed() {
+                    client = Some(active);
+                }
+            }
+        }
+    }
+    log
+}
+
+impl WorkloadReport {
+    /// Acknowledged ids missing from the server at `conninfo`.
+    pub async fn lost_on(&self, conninfo: &str) -> Result<Vec<i64>, WorkloadError> {
+        let client = connect(conninfo).await?;
+        let rows = client.query(&format!("SELECT id FROM {AUDIT_TABLE}"), &[]).await?;
+        let present: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(self.acknowledged.iter().copied().filter(|id| !present.contains(id)).collect())
+    }
+}
+
+/// Samples servers and records the most that were writable at the same time.
+pub struct PrimaryWatch {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(usize, usize)>,
+}
+
+impl PrimaryWatch {
+    /// Watches the servers at `conninfos` every few milliseconds.
+    pub fn start(conninfos: Vec<String>) -> PrimaryWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut clients: Vec<Option<tokio_postgres::Client>> = conninfos.iter().map(|_| None).collect();
+            let (mut most, mut samples) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                let mut writable = 0;
+                for (conninfo, slot) in conninfos.iter().zip(clients.iter_mut()) {
+                    if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                        *slot = tokio::time::timeout(Duration::from_millis(200), connect(conninfo)).await.ok().and_then(Result::ok);
+                    }
+                    if let Some(client) = slot {
+                        if let Ok(rows) = client.simple_query("SELECT pg_is_in_recovery()").await {
+                            let primary = rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("f")));
+                            writable += usize::from(primary);
+                        }
+                    }
+                }
+                most = most.max(writable);
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (most, samples)
+        });
+        PrimaryWatch { stop, handle }
+    }
+
+    /// Stops the watch: (most writable at once, samples taken).
+    pub async fn stop(self) -> Result<(usize, usize), WorkloadError> {
+        self.stop.store(true, Ordering::Relaxed);
+        Ok(self.handle.await?)
+    }
+}
