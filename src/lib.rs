@@ -5,6 +5,7 @@
 //! cli/daemon -> engine -> {store, provider, pg, endpoint} -> model/schedule.
 
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod endpoint;
 pub mod model;

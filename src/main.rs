@@ -20,6 +20,8 @@ enum Command {
     Window(WindowCommand),
     /// Plan a maintenance into a window (pure; needs no daemon).
     Plan(cli::planning::PlanArgs),
+    /// The long-running daemon that plans and runs maintenance.
+    Daemon(cli::daemon::DaemonArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Window(WindowCommand::Next(args)) => cli::planning::window_next(args),
+        Command::Daemon(args) => cli::daemon::daemon(args),
         Command::Plan(args) => cli::planning::plan(args),
         Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),
     };

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -157,6 +157,7 @@ impl WorkloadReport {
 /// Samples servers and records the most that were writable at the same time.
 pub struct PrimaryWatch {
     stop: Arc<AtomicBool>,
+    servers: Arc<Mutex<Vec<String>>>,
     handle: JoinHandle<(usize, usize)>,
 }
 
@@ -164,13 +165,19 @@ impl PrimaryWatch {
     /// Watches the servers at `conninfos` every few milliseconds.
     pub fn start(conninfos: Vec<String>) -> PrimaryWatch {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let servers = Arc::new(Mutex::new(conninfos));
+        let (flag, list) = (stop.clone(), servers.clone());
         let handle = tokio::spawn(async move {
-            let mut clients: Vec<Option<tokio_postgres::Client>> = conninfos.iter().map(|_| None).collect();
+            let mut clients: Vec<(String, Option<tokio_postgres::Client>)> = Vec::new();
             let (mut most, mut samples) = (0, 0);
             while !flag.load(Ordering::Relaxed) {
+                for conninfo in list.lock().expect("watch list").iter() {
+                    if !clients.iter().any(|(c, _)| c == conninfo) {
+                        clients.push((conninfo.clone(), None));
+                    }
+                }
                 let mut writable = 0;
-                for (conninfo, slot) in conninfos.iter().zip(clients.iter_mut()) {
+                for (conninfo, slot) in clients.iter_mut() {
                     if slot.as_ref().is_none_or(|c| c.is_closed()) {
                         *slot = tokio::time::timeout(Duration::from_millis(200), connect(conninfo)).await.ok().and_then(Result::ok);
                     }
@@ -187,7 +194,15 @@ impl PrimaryWatch {
             }
             (most, samples)
         });
-        PrimaryWatch { stop, handle }
+        PrimaryWatch { stop, servers, handle }
+    }
+
+    /// Adds a server to watch (a replacement built after the watch started).
+    pub fn watch(&self, conninfo: String) {
+        let mut servers = self.servers.lock().expect("watch list");
+        if !servers.contains(&conninfo) {
+            servers.push(conninfo);
+        }
     }
 
     /// Stops the watch: (most writable at once, samples taken).

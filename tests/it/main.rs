@@ -4,3 +4,4 @@ mod harness;
 mod harness_test;
 mod store_test;
 mod engine_test;
+mod kill_test;
