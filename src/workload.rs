@@ -155,11 +155,19 @@ impl WorkloadReport {
 }
 
 /// Samples servers and records the most that were writable at the same time.
+///
+/// A sample asks every server `pg_is_in_recovery()` concurrently and counts
+/// only if all answers came back within `CONCLUSIVE_SAMPLE`: then two "no"
+/// answers mean two servers really took writes within a few milliseconds of
+/// each other, far less than the fence-to-promotion interval of a switch.
+/// Slower samples are inconclusive and not counted.
 pub struct PrimaryWatch {
     stop: Arc<AtomicBool>,
     servers: Arc<Mutex<Vec<String>>>,
     handle: JoinHandle<(usize, usize)>,
 }
+
+const CONCLUSIVE_SAMPLE: Duration = Duration::from_millis(5);
 
 impl PrimaryWatch {
     /// Watches the servers at `conninfos` every few milliseconds.
@@ -171,26 +179,34 @@ impl PrimaryWatch {
             let mut clients: Vec<(String, Option<tokio_postgres::Client>)> = Vec::new();
             let (mut most, mut samples) = (0, 0);
             while !flag.load(Ordering::Relaxed) {
-                for conninfo in list.lock().expect("watch list").iter() {
-                    if !clients.iter().any(|(c, _)| c == conninfo) {
-                        clients.push((conninfo.clone(), None));
+                let wanted = list.lock().expect("watch list").clone();
+                for conninfo in wanted {
+                    if !clients.iter().any(|(c, _)| *c == conninfo) {
+                        clients.push((conninfo, None));
                     }
                 }
-                let mut writable = 0;
                 for (conninfo, slot) in clients.iter_mut() {
                     if slot.as_ref().is_none_or(|c| c.is_closed()) {
                         *slot = tokio::time::timeout(Duration::from_millis(200), connect(conninfo)).await.ok().and_then(Result::ok);
                     }
-                    if let Some(client) = slot {
-                        if let Ok(rows) = client.simple_query("SELECT pg_is_in_recovery()").await {
-                            let primary = rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("f")));
-                            writable += usize::from(primary);
-                        }
-                    }
                 }
-                most = most.max(writable);
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                let started = Instant::now();
+                let answers = futures_util::future::join_all(clients.iter().map(|(conninfo, slot)| async move {
+                    let client = slot.as_ref()?;
+                    let rows = client.simple_query("SELECT pg_is_in_recovery()").await.ok()?;
+                    let primary = rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("f")));
+                    primary.then(|| conninfo.clone())
+                }))
+                .await;
+                if started.elapsed() <= CONCLUSIVE_SAMPLE {
+                    let writers: Vec<String> = answers.into_iter().flatten().collect();
+                    if writers.len() > 1 {
+                        tracing::error!(?writers, "more than one writable primary");
+                    }
+                    most = most.max(writers.len());
+                    samples += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             (most, samples)
         });
@@ -205,7 +221,7 @@ impl PrimaryWatch {
         }
     }
 
-    /// Stops the watch: (most writable at once, samples taken).
+    /// Stops the watch: (most writable at once, conclusive samples taken).
     pub async fn stop(self) -> Result<(usize, usize), WorkloadError> {
         self.stop.store(true, Ordering::Relaxed);
         Ok(self.handle.await?)

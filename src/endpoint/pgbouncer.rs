@@ -157,19 +157,26 @@ impl Route {
     }
 }
 
-/// Names go unquoted into the ini file and admin commands: keep them plain.
+/// Names go bare into the ini file (PgBouncer 1.18 takes `orders-db = ...`)
+/// and double-quoted into admin commands, whose parser wants `-` quoted:
+/// keep them free of quotes, spaces and `=`.
 fn check_name(what: &str, name: &str) -> Result<(), EndpointError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
     if ok {
         Ok(())
     } else {
         Err(EndpointError::Invalid(format!(
-            "{what} {name:?}: use 1-63 ASCII letters, digits and underscores, not starting with a digit"
+            "{what} {name:?}: use 1-63 ASCII letters, digits, '-' and '_', starting with a letter or '_'"
         )))
     }
+}
+
+/// A checked name as an admin command argument.
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
 }
 
 /// Paths go unquoted into connection strings: no spaces, quotes or `=`.
@@ -604,7 +611,7 @@ impl AdminConsole {
         if self.client.is_closed() {
             self.reconnect().await?;
         }
-        let sql = format!("PAUSE {db}");
+        let sql = format!("PAUSE {}", quoted(db));
         let started = Instant::now();
         let outcome = tokio::time::timeout(timeout, self.client.simple_query(&sql)).await;
         let waited = started.elapsed();
@@ -640,7 +647,7 @@ impl AdminConsole {
     /// A failure on the persistent connection is retried once on a fresh one.
     pub async fn resume(&mut self, db: &str) -> Result<(), EndpointError> {
         check_name("database name", db)?;
-        let sql = format!("RESUME {db}");
+        let sql = format!("RESUME {}", quoted(db));
         let mut last = None;
         for attempt in 0..2 {
             if attempt > 0 && self.reconnect().await.is_err() {
@@ -883,7 +890,7 @@ fn parse_routes(text: &str) -> Result<Vec<Route>, EndpointError> {
             }
         }
         match (host, port, dbname) {
-            (Some(host), Some(port), Some(dbname)) => routes.push(Route::new(name.trim(), host, port, dbname)),
+            (Some(host), Some(port), Some(dbname)) => routes.push(Route::new(name.trim().trim_matches('"'), host, port, dbname)),
             _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port or dbname"))),
         }
     }
