@@ -228,12 +228,7 @@ impl Config {
         let data_dir = data_dir.into();
         Config {
             state: StateLocation::Embedded { dir: data_dir.join("state") },
-            api: ApiConfig {
-                socket: data_dir.join("pgmaint.sock"),
-                socket_group: None,
-                tcp: None,
-                token_file: None,
-            },
+            api: ApiConfig { socket: data_dir.join("pgmaint.sock"), socket_group: None, tcp: None, token_file: None },
             smtp: None,
             notify: NotifyConfig {
                 lead_times: vec![Duration::from_secs(7 * DAY), Duration::from_secs(DAY)],
@@ -370,8 +365,8 @@ pub fn mask_password(url: &str) -> String {
         masked.push_str(&rest[..value_start]);
         rest = &rest[value_start..];
         if boundary {
-            let end = if rest.starts_with('\'') {
-                rest[1..].find('\'').map_or(rest.len(), |j| j + 2)
+            let end = if let Some(quoted) = rest.strip_prefix('\'') {
+                quoted.find('\'').map_or(rest.len(), |j| j + 2)
             } else {
                 rest.find(['&', ' ', '\t']).unwrap_or(rest.len())
             };
@@ -624,7 +619,9 @@ impl<'a> Field<'a> {
 
     fn str(&self, loader: &Loader<'_>, what: &str) -> Result<&'a str, ConfigError> {
         match self.value.get_ref() {
-            Value::String(s) if s.trim().is_empty() => Err(self.invalid(loader, format!("expected {what}, found an empty string"))),
+            Value::String(s) if s.trim().is_empty() => {
+                Err(self.invalid(loader, format!("expected {what}, found an empty string")))
+            }
             Value::String(s) => Ok(s),
             other => Err(self.invalid(loader, format!("expected {what}, found {}", describe(other)))),
         }
@@ -670,9 +667,19 @@ impl Loader<'_> {
         self.text.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1
     }
 
+    /// `at`, within the text and on a character boundary (spans come from the parser,
+    /// but a wrong one must not make a panic out of a configuration error).
+    fn clamp(&self, at: usize) -> usize {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
     /// The text of the line holding byte `at`, and where that line starts.
     fn line_text(&self, at: usize) -> (&str, usize) {
-        let at = at.min(self.text.len());
+        let at = self.clamp(at);
         let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
         let end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
         (&self.text[start..end], start)
@@ -690,24 +697,40 @@ impl Loader<'_> {
             let expected: Vec<String> = names.into_iter().skip(1).collect();
             let top_level: Vec<&str> = SCHEMA.iter().map(|(section, _)| *section).collect();
             if same_names(&expected, &top_level) {
-                let header = error.span().is_some_and(|span| self.line_text(span.start).0.trim_start().starts_with('['));
+                let header =
+                    error.span().is_some_and(|span| self.line_text(span.start).0.trim_start().starts_with('['));
                 if header {
                     return ConfigError::UnknownSection { file, line, name: key, expected };
                 }
                 return ConfigError::UnknownKey { file, line, section: None, key, expected };
             }
-            let section = SCHEMA
-                .iter()
-                .find(|(_, keys)| same_names(&expected, keys))
-                .map(|(section, _)| section.to_string());
+            let section =
+                SCHEMA.iter().find(|(_, keys)| same_names(&expected, keys)).map(|(section, _)| section.to_string());
             return ConfigError::UnknownKey { file, line, section, key, expected };
         }
         if let Some(span) = error.span().filter(|_| message.starts_with("invalid type: ")) {
-            // Only the sections are typed at this stage: `daemon = 5`, `[[daemon]]`.
-            let key = self.key_before(span.start).unwrap_or_else(|| "?".to_string());
-            let found = message["invalid type: ".len()..].split(", expected").next().unwrap_or_default();
-            let problem = format!("expected a table ([{key}]), found {found}");
-            return ConfigError::Invalid { file, line, section: None, key, problem };
+            if message.ends_with("expected a table") {
+                // A section that is not a table: `daemon = 5`, `[[daemon]]`.
+                let key = self.key_before(span.start).unwrap_or_else(|| "?".to_string());
+                let found = message["invalid type: ".len()..].split(", expected").next().unwrap_or_default();
+                let problem = format!("expected a table ([{key}]), found {found}");
+                return ConfigError::Invalid { file, line, section: None, key, problem };
+            }
+            // Values are not typed at this stage, so this is a table where a value belongs,
+            // made by dotted keys (`tls.x = 1` in [smtp]): name it by its full path.
+            let (line_text, _) = self.line_text(span.start);
+            let mut path = self.header_before(span.start);
+            path.extend(leading_key(line_text));
+            if path.len() >= 2 {
+                let problem = format!("expected a value, found a table ({})", path.join("."));
+                return ConfigError::Invalid {
+                    file,
+                    line,
+                    section: Some(path[0].clone()),
+                    key: path[1].clone(),
+                    problem,
+                };
+            }
         }
         let message = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
         ConfigError::Syntax { file, line, message }
@@ -716,6 +739,7 @@ impl Loader<'_> {
     /// The key whose value starts at byte `at` (`key = value`), or the name in a
     /// `[header]` / `[[header]]` on that line.
     fn key_before(&self, at: usize) -> Option<String> {
+        let at = self.clamp(at);
         let (line, start) = self.line_text(at);
         let before = line[..at - start].trim_end();
         if let Some(before) = before.strip_suffix('=') {
@@ -725,6 +749,17 @@ impl Loader<'_> {
         }
         let header = line.trim().trim_start_matches('[').split(']').next()?.trim();
         (!header.is_empty()).then(|| header.to_string())
+    }
+
+    /// The dotted name of the last `[header]` before byte `at` (empty at the top level).
+    fn header_before(&self, at: usize) -> Vec<String> {
+        self.text[..self.clamp(at)]
+            .lines()
+            .rev()
+            .map(|line| line.split('#').next().unwrap_or("").trim())
+            .find(|line| line.starts_with('[') && line.ends_with(']') && !line.starts_with("[["))
+            .map(|header| split_dotted(&header[1..header.len() - 1]))
+            .unwrap_or_default()
     }
 
     fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -768,7 +803,10 @@ impl Loader<'_> {
         let state = match convert(&field("state", "url", &raw_state.url), self, |f, ld| {
             let url = f.string(ld, "a postgresql:// URL")?;
             if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-                return Err(f.invalid(ld, "not a PostgreSQL URL; write postgresql://USER@HOST/DB (a Unix socket: ?host=/run/postgresql)"));
+                return Err(f.invalid(
+                    ld,
+                    "not a PostgreSQL URL; write postgresql://USER@HOST/DB (a Unix socket: ?host=/run/postgresql)",
+                ));
             }
             // Parsed the way the state store will parse it; sqlx's message does not echo the URL.
             sqlx::postgres::PgConnectOptions::from_str(&url)
@@ -795,11 +833,15 @@ impl Loader<'_> {
                 None => unreachable!("the default socket path is short"),
             }
         }
-        let socket_group = convert(&field("api", "socket_group", &a.socket_group), self, |f, ld| f.string(ld, "a group name"))?;
+        let socket_group =
+            convert(&field("api", "socket_group", &a.socket_group), self, |f, ld| f.string(ld, "a group name"))?;
         let tcp = convert(&tcp_field, self, |f, ld| {
             let s = f.str(ld, "an address such as \"127.0.0.1:7070\"")?;
             s.trim().parse::<SocketAddr>().map_err(|_| {
-                f.invalid(ld, format!("\"{s}\" is not an IP address and port such as \"127.0.0.1:7070\" or \"[::1]:7070\""))
+                f.invalid(
+                    ld,
+                    format!("\"{s}\" is not an IP address and port such as \"127.0.0.1:7070\" or \"[::1]:7070\""),
+                )
             })
         })?;
         let token_file = convert(&field("api", "token_file", &a.token_file), self, Field::path)?;
@@ -817,7 +859,13 @@ impl Loader<'_> {
         let n = &Section::or_default(raw.notify);
         let lead_times = convert(&field("notify", "lead_times", &n.lead_times), self, |f, ld| {
             let Value::Array(items) = f.value.get_ref() else {
-                return Err(f.invalid(ld, format!("expected a list of durations such as [\"7d\", \"24h\"], found {}", describe(f.value.get_ref()))));
+                return Err(f.invalid(
+                    ld,
+                    format!(
+                        "expected a list of durations such as [\"7d\", \"24h\"], found {}",
+                        describe(f.value.get_ref())
+                    ),
+                ));
             };
             if items.is_empty() {
                 return Err(f.invalid(ld, "needs at least one lead time, e.g. [\"7d\", \"24h\"]"));
@@ -825,14 +873,19 @@ impl Loader<'_> {
             let mut lead_times = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Value::String(s) = item else {
-                    return Err(f.invalid(ld, format!("item {}: expected a duration string, found {}", i + 1, describe(item))));
+                    return Err(
+                        f.invalid(ld, format!("item {}: expected a duration string, found {}", i + 1, describe(item)))
+                    );
                 };
-                let lead = parse_config_duration(s).map_err(|problem| f.invalid(ld, format!("item {}: {problem}", i + 1)))?;
+                let lead =
+                    parse_config_duration(s).map_err(|problem| f.invalid(ld, format!("item {}: {problem}", i + 1)))?;
                 if lead.is_zero() {
                     return Err(f.invalid(ld, format!("item {}: a lead time must be longer than zero", i + 1)));
                 }
                 if lead_times.contains(&lead) {
-                    return Err(f.invalid(ld, format!("item {}: {} is listed twice", i + 1, format_config_duration(lead))));
+                    return Err(
+                        f.invalid(ld, format!("item {}: {} is listed twice", i + 1, format_config_duration(lead)))
+                    );
                 }
                 lead_times.push(lead);
             }
@@ -840,21 +893,30 @@ impl Loader<'_> {
             Ok(lead_times)
         })?
         .unwrap_or(defaults.notify.lead_times);
-        let mail_dir = convert(&field("notify", "mail_dir", &n.mail_dir), self, Field::path)?.unwrap_or_else(|| data_dir.join("mail"));
+        let mail_dir = convert(&field("notify", "mail_dir", &n.mail_dir), self, Field::path)?
+            .unwrap_or_else(|| data_dir.join("mail"));
 
         // [endpoint]
         let e = &Section::or_default(raw.endpoint);
         let endpoint = EndpointConfig {
             port: convert(&field("endpoint", "port", &e.port), self, Field::port)?.unwrap_or(defaults.endpoint.port),
-            server_login_retry: convert(&field("endpoint", "server_login_retry", &e.server_login_retry), self, Field::positive_duration)?
-                .unwrap_or(defaults.endpoint.server_login_retry),
+            server_login_retry: convert(
+                &field("endpoint", "server_login_retry", &e.server_login_retry),
+                self,
+                Field::positive_duration,
+            )?
+            .unwrap_or(defaults.endpoint.server_login_retry),
         };
 
         // [maintenance]
         let m = &Section::or_default(raw.maintenance);
         let maintenance = MaintenanceConfig {
-            periodic_interval: convert(&field("maintenance", "periodic_interval", &m.periodic_interval), self, Field::positive_duration)?
-                .unwrap_or(defaults.maintenance.periodic_interval),
+            periodic_interval: convert(
+                &field("maintenance", "periodic_interval", &m.periodic_interval),
+                self,
+                Field::positive_duration,
+            )?
+            .unwrap_or(defaults.maintenance.periodic_interval),
             retire_grace: convert(&field("maintenance", "retire_grace", &m.retire_grace), self, Field::duration)?
                 .unwrap_or(defaults.maintenance.retire_grace),
             default_window: convert(&field("maintenance", "default_window", &m.default_window), self, |f, ld| {
@@ -908,10 +970,14 @@ impl Loader<'_> {
             (Some(username), Some(password)) => Some(SmtpCredentials { username, password }),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(username_field.expect("present").invalid(self, "username needs password (they go together)"))
+                return Err(username_field
+                    .expect("present")
+                    .invalid(self, "username needs password (they go together)"))
             }
             (None, Some(_)) => {
-                return Err(password_field.expect("present").invalid(self, "password needs username (they go together)"))
+                return Err(password_field
+                    .expect("present")
+                    .invalid(self, "password needs username (they go together)"))
             }
         };
 
@@ -955,6 +1021,19 @@ impl Loader<'_> {
             .min()
             .unwrap_or(1)
     }
+}
+
+/// The dotted key a `key = value` line starts with, split: `smtp.tls.x = 1` gives smtp, tls, x.
+fn leading_key(line: &str) -> Vec<String> {
+    match line.split_once('=') {
+        Some((key, _)) if !line.trim_start().starts_with('[') => split_dotted(key),
+        _ => Vec::new(),
+    }
+}
+
+/// `a . "b" .c` gives a, b, c (quoted parts holding dots are not supported: not a pgmaint key).
+fn split_dotted(key: &str) -> Vec<String> {
+    key.split('.').map(|part| part.trim().trim_matches(|c| c == '"' || c == '\'').to_string()).collect()
 }
 
 /// The names between backquotes in a serde message (`unknown field `x`, expected `a` or `b``).
@@ -1103,10 +1182,7 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
         assert_eq!(config.daemon.lease, Duration::from_secs(60));
         let StateLocation::External { url } = &config.state else { panic!("{:?}", config.state) };
         assert!(url.contains("s3cret"));
-        assert_eq!(
-            config.state.describe(),
-            "postgresql://pgmaint:***@state.example.com:5432/pgmaint?sslmode=require"
-        );
+        assert_eq!(config.state.describe(), "postgresql://pgmaint:***@state.example.com:5432/pgmaint?sslmode=require");
         assert!(!format!("{config:?}").contains("s3cret"));
         assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(config.api.tcp, Some("127.0.0.1:7070".parse().unwrap()));
@@ -1144,14 +1220,24 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
     #[test]
     fn unknown_key_is_refused_with_its_line_and_section() {
         let text = "[daemon]\ntick = \"10s\"\n\n[smtp]\nhost = \"127.0.0.1\"\nfrom = \"a@b.c\"\nhots = \"x\"\n";
-        assert_error(text, 7, "smtp.hots", "unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)");
+        assert_error(
+            text,
+            7,
+            "smtp.hots",
+            "unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)",
+        );
         assert_eq!(
             error(text).to_string(),
             "test.toml:7: unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)"
         );
         // Dotted and inline spellings are placed just as well.
         assert_error("\n\napi.tpc = \"x\"\n", 3, "api.tpc", "unknown key \"tpc\" in [api]");
-        assert_error("\nstate = { uri = \"x\" }\n", 2, "state.uri", "unknown key \"uri\" in [state] (expected one of url)");
+        assert_error(
+            "\nstate = { uri = \"x\" }\n",
+            2,
+            "state.uri",
+            "unknown key \"uri\" in [state] (expected one of url)",
+        );
     }
 
     #[test]
@@ -1180,10 +1266,25 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
 
     #[test]
     fn unknown_section_and_top_level_key() {
-        assert_error("[daemon]\n\n[smpt]\nhost = \"x\"\n", 3, "smpt", "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance)");
+        assert_error(
+            "[daemon]\n\n[smpt]\nhost = \"x\"\n",
+            3,
+            "smpt",
+            "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance)",
+        );
         assert_error("tick = \"10s\"\n", 1, "tick", "unknown key \"tick\" at the top level");
         assert_error("\ndaemon = 5\n", 2, "daemon", "expected a table ([daemon]), found integer `5`");
         assert_error("\n[[daemon]]\ntick = \"1s\"\n", 2, "daemon", "expected a table ([daemon]), found sequence");
+        // A table where a value belongs, made with dotted keys or a sub-table header.
+        assert_error(
+            "[smtp]\nfrom = \"a@b.c\"\ntls.x = 1\n",
+            3,
+            "smtp.tls",
+            "expected a value, found a table (smtp.tls.x)",
+        );
+        assert_error("\nsmtp.tls.x = 1\n", 2, "smtp.tls", "expected a value, found a table (smtp.tls.x)");
+        assert_error("[smtp]\nfrom = \"a@b.c\"\n[smtp.tls]\nx = 1\n", 3, "smtp.tls", "found a table");
+        assert_error("[daemon]\n\n[daemon.tick]\n", 3, "daemon.tick", "found a table");
     }
 
     #[test]
@@ -1198,7 +1299,12 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
     #[test]
     fn tcp_needs_a_token_file() {
         assert_error("[api]\n\ntcp = \"127.0.0.1:7070\"\n", 3, "api.tcp", "needs token_file");
-        assert_error("[api]\ntcp = \"localhost:7070\"\ntoken_file = \"/t\"\n", 2, "api.tcp", "not an IP address and port");
+        assert_error(
+            "[api]\ntcp = \"localhost:7070\"\ntoken_file = \"/t\"\n",
+            2,
+            "api.tcp",
+            "not an IP address and port",
+        );
     }
 
     #[test]
@@ -1219,7 +1325,12 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
     #[test]
     fn lead_times_must_be_non_empty_positive_and_distinct() {
         assert_error("[notify]\nlead_times = []\n", 2, "notify.lead_times", "at least one");
-        assert_error("[notify]\nlead_times = [\"7d\", \"0s\"]\n", 2, "notify.lead_times", "item 2: a lead time must be longer than zero");
+        assert_error(
+            "[notify]\nlead_times = [\"7d\", \"0s\"]\n",
+            2,
+            "notify.lead_times",
+            "item 2: a lead time must be longer than zero",
+        );
         assert_error("[notify]\nlead_times = [\"24h\", \"1d\"]\n", 2, "notify.lead_times", "listed twice");
         assert_error("[notify]\nlead_times = \"7d\"\n", 2, "notify.lead_times", "expected a list");
         assert_error("[notify]\nlead_times = [\n  \"7d\",\n  \"soon\",\n]\n", 2, "notify.lead_times", "item 2");
@@ -1250,7 +1361,12 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
             ("Sunday 2:5", "not a time of day"),
             ("Sunday 02:00 Mars/Olympus", "not an IANA time zone"),
         ] {
-            assert_error(&format!("\n[maintenance]\ndefault_window = \"{bad}\"\n"), 3, "maintenance.default_window", words);
+            assert_error(
+                &format!("\n[maintenance]\ndefault_window = \"{bad}\"\n"),
+                3,
+                "maintenance.default_window",
+                words,
+            );
         }
     }
 
@@ -1268,7 +1384,10 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
         assert_eq!(mask_password("postgresql://u:p@h/db"), "postgresql://u:***@h/db");
         assert_eq!(mask_password("postgresql://u:p%40x@h:5432/db?x=1"), "postgresql://u:***@h:5432/db?x=1");
         assert_eq!(mask_password("postgresql://u@h/db"), "postgresql://u@h/db");
-        assert_eq!(mask_password("postgresql://h/db?user=u&password=p&sslmode=require"), "postgresql://h/db?user=u&password=***&sslmode=require");
+        assert_eq!(
+            mask_password("postgresql://h/db?user=u&password=p&sslmode=require"),
+            "postgresql://h/db?user=u&password=***&sslmode=require"
+        );
         assert_eq!(mask_password("host=/run user=u password='a b' dbname=x"), "host=/run user=u password=*** dbname=x");
         assert_eq!(mask_password("postgresql://h/db?old_password=x"), "postgresql://h/db?old_password=x");
     }
@@ -1331,13 +1450,68 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
         }
     }
 
+    fn arbitrary_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let sections: Vec<&str> = SCHEMA.iter().map(|(section, _)| *section).chain(["smtp.tls", "x"]).collect();
+        let keys: Vec<String> = SCHEMA
+            .iter()
+            .flat_map(|(section, keys)| keys.iter().flat_map(move |key| [key.to_string(), format!("{section}.{key}")]))
+            .chain(["hots".to_string(), "tls.x".to_string()])
+            .collect();
+        let value = prop_oneof![
+            "\"[0-9]{0,3}(ms|s|m|h|d|w|x)?\"",
+            "\"[a-zA-Z0-9@:./ ]{0,14}\"",
+            "-?[0-9]{1,6}",
+            "\\[(\"[0-9]{1,2}[dhs]\", ?){0,3}\\]",
+            "\\{ ?[a-z_]{1,8} = (1|\"x\") ?\\}",
+            Just("true".to_string()),
+            Just("1979-05-27".to_string()),
+        ];
+        prop_oneof![
+            proptest::sample::select(sections).prop_map(|s| format!("[{s}]")),
+            (proptest::sample::select(keys), value).prop_map(|(k, v)| format!("{k} = {v}")),
+            "[^\n]{0,16}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, loading gives a configuration or an error on one of its lines: no panic.
+        #[test]
+        fn any_text_gives_a_config_or_a_placed_error(lines in proptest::collection::vec(arbitrary_line(), 0..10)) {
+            let text = lines.join("\n");
+            if let Err(e) = Config::from_str_named(&text, "p.toml") {
+                let line = e.line().unwrap();
+                proptest::prop_assert!(line >= 1 && line <= text.lines().count().max(1), "{} for {:?}", e, text);
+                let prefix = format!("p.toml:{}: ", line);
+                proptest::prop_assert!(e.to_string().starts_with(&prefix), "{}", e);
+                if let Some(key) = e.key() {
+                    proptest::prop_assert!(!key.is_empty() && !key.contains('?'), "{} for {:?}", e, text);
+                    // The line shown holds the key at fault (a missing key: its section).
+                    let shown = text.lines().nth(line - 1).unwrap_or("");
+                    let named = match &e {
+                        ConfigError::Missing { section, .. } => section.clone(),
+                        _ => key.rsplit('.').next().unwrap().to_string(),
+                    };
+                    let lease_blames_tick = shown.contains("tick") && e.to_string().contains("the lease");
+                    proptest::prop_assert!(shown.contains(&named) || lease_blames_tick, "{} for {:?}", e, text);
+                }
+            }
+        }
+    }
+
     #[test]
     fn load_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[smtp]\nfrom = \"a@b.c\"\nhots = 1\n").unwrap();
         let e = Config::load(&path).unwrap_err();
-        assert_eq!(e.to_string(), format!("{}:3: unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)", path.display()));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:3: unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)",
+                path.display()
+            )
+        );
         let missing = dir.path().join("missing.toml");
         let e = Config::load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));

@@ -34,7 +34,7 @@ pub fn check(args: CheckArgs) -> Outcome {
                 println!("{file}: ok");
                 print!("{}", summary_text(&config));
                 for warning in &warnings {
-                    println!("warning: {warning}");
+                    eprintln!("pgmaint: warning: {warning}");
                 }
             }
             Ok(())
@@ -138,9 +138,20 @@ fn summary_text(config: &Config) -> String {
     rows.iter().map(|(name, value)| format!("  {:<12} {value}\n", format!("{name}:"))).collect()
 }
 
-/// Things that are valid but probably wrong: secrets in a file others can read.
+/// Things that are valid but probably wrong on this host: secrets in a file
+/// others can read, a token file or socket group that does not exist (yet).
 fn warnings(path: &Path, config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let Some(token_file) = &config.api.token_file {
+        if !token_file.exists() {
+            warnings.push(format!("token_file {} does not exist on this host", token_file.display()));
+        }
+    }
+    if let Some(group) = &config.api.socket_group {
+        if !matches!(nix::unistd::Group::from_name(group), Ok(Some(_))) {
+            warnings.push(format!("socket_group {group} does not exist on this host"));
+        }
+    }
     let has_secret = config.smtp.as_ref().is_some_and(|s| s.credentials.is_some())
         || matches!(&config.state, StateLocation::External { url } if config.state.describe() != *url);
     if has_secret {

@@ -62,10 +62,7 @@ fn example_config_spells_out_the_defaults() {
 fn deploy_config_fits_the_unit() {
     let unit = std::fs::read_to_string(repo().join("deploy/pgmaint.service")).unwrap();
     let directive = |name: &str| -> Vec<String> {
-        unit.lines()
-            .filter_map(|line| line.trim().strip_prefix(&format!("{name}=")))
-            .map(str::to_string)
-            .collect()
+        unit.lines().filter_map(|line| line.trim().strip_prefix(&format!("{name}="))).map(str::to_string).collect()
     };
     assert_eq!(directive("ExecStart"), ["/usr/bin/pgmaint daemon --config /etc/pgmaint/pgmaint.toml"]);
     assert_eq!(directive("User"), ["pgmaint"]);
@@ -75,7 +72,8 @@ fn deploy_config_fits_the_unit() {
     // Everything the daemon writes must be writable under ProtectSystem=strict.
     let state_dir = Path::new("/var/lib").join(directive("StateDirectory").concat());
     let runtime_dir = Path::new("/run").join(directive("RuntimeDirectory").concat());
-    let writable: Vec<PathBuf> = directive("ReadWritePaths").iter().map(PathBuf::from).chain([state_dir.clone(), runtime_dir.clone()]).collect();
+    let writable: Vec<PathBuf> =
+        directive("ReadWritePaths").iter().map(PathBuf::from).chain([state_dir.clone(), runtime_dir.clone()]).collect();
     let is_writable = |path: &Path| writable.iter().any(|dir| path.starts_with(dir));
     assert_eq!(config.daemon.data_dir, state_dir);
     assert!(is_writable(&config.daemon.data_dir));
@@ -86,7 +84,10 @@ fn deploy_config_fits_the_unit() {
     let sysusers = std::fs::read_to_string(repo().join("deploy/pgmaint.sysusers")).unwrap();
     assert!(sysusers.lines().any(|l| l.starts_with("u pgmaint - ") && l.ends_with(" /var/lib/pgmaint")), "{sysusers}");
     let tmpfiles = std::fs::read_to_string(repo().join("deploy/pgmaint.tmpfiles")).unwrap();
-    assert!(tmpfiles.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["d", "/var/lib/pgmaint", "0750", "pgmaint", "pgmaint", "-"]));
+    assert!(tmpfiles
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["d", "/var/lib/pgmaint", "0750", "pgmaint", "pgmaint", "-"]));
     assert!(tmpfiles.lines().any(|l| l.starts_with("d /etc/pgmaint ")));
 }
 
@@ -120,9 +121,8 @@ fn config_check_points_at_the_bad_line() {
     )
     .unwrap();
     let bad = bad.to_str().unwrap();
-    let expected = format!(
-        "{bad}:7: unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)"
-    );
+    let expected =
+        format!("{bad}:7: unknown key \"hots\" in [smtp] (expected one of host, port, tls, username, password, from)");
 
     let out = pgmaint(&["config", "check", bad]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -135,7 +135,8 @@ fn config_check_points_at_the_bad_line() {
     assert_eq!(verdict, serde_json::json!({ "file": bad, "ok": false, "error": expected }));
 
     // A validation error (after parsing) names its line and key too.
-    std::fs::write(dir.path().join("tcp.toml"), "[api]\nsocket_group = \"pgmaint\"\ntcp = \"127.0.0.1:7070\"\n").unwrap();
+    std::fs::write(dir.path().join("tcp.toml"), "[api]\nsocket_group = \"pgmaint\"\ntcp = \"127.0.0.1:7070\"\n")
+        .unwrap();
     let tcp = dir.path().join("tcp.toml");
     let out = pgmaint(&["config", "check", tcp.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
