@@ -1,7 +1,7 @@
 //! The daemon's TOML configuration, validated into typed settings.
 //!
-//! Every section and every key is optional; [`Config::default`] is what an
-//! empty file means. Unknown sections and keys are refused (a typo must not
+//! Every section and every key is optional (except `from` in an `[smtp]`
+//! section); [`Config::default`] is what an empty file means. Unknown sections and keys are refused (a typo must not
 //! silently fall back to a default), and every error names the file, the line
 //! and the key, e.g.
 //!
