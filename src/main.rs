@@ -25,6 +25,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The daemon's configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +42,12 @@ enum BenchCommand {
     Planner(cli::planning::BenchPlannerArgs),
 }
 
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Parse and validate FILE and summarise it; exit status 2 if it is not valid.
+    Check(cli::config_check::CheckArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
@@ -46,6 +55,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cli::daemon::daemon(args),
         Command::Plan(args) => cli::planning::plan(args),
         Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),
+        Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
 
+mod config_test;
 mod endpoint_pgbouncer;
 mod harness;
 mod harness_test;
