@@ -275,12 +275,11 @@ impl Config {
 }
 
 impl DaemonConfig {
-    /// The configured `node_name`, else `HOSTNAME-PID` (unique per daemon process).
+    /// The configured `node_name`, else the host name. A daemon restarted under
+    /// the same name takes its own claims back at once (no lease to wait out),
+    /// so two daemons on one host must be given distinct names.
     pub fn node_name(&self) -> String {
-        match &self.node_name {
-            Some(name) => name.clone(),
-            None => format!("{}-{}", hostname(), std::process::id()),
-        }
+        self.node_name.clone().unwrap_or_else(hostname)
     }
 }
 
@@ -1112,7 +1111,7 @@ mod tests {
         assert_eq!(config.daemon.tick, Duration::from_secs(10));
         assert_eq!(config.daemon.lease, Duration::from_secs(30));
         assert_eq!(config.daemon.node_name, None);
-        assert!(config.daemon.node_name().ends_with(&format!("-{}", std::process::id())));
+        assert_eq!(config.daemon.node_name(), hostname(), "the default node name is the host name");
         assert_eq!(config.state, StateLocation::Embedded { dir: "/var/lib/pgmaint/state".into() });
         assert_eq!(config.api.socket, PathBuf::from("/var/lib/pgmaint/pgmaint.sock"));
         assert_eq!(config.api.socket_group, None);

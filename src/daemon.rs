@@ -5,52 +5,45 @@
 //! started again finds the maintenance `running` in the store and resumes it
 //! at the step it reached (the engine's steps observe before they act).
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use chrono::Utc;
 
+use crate::config::{Config, StateLocation};
 use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
 use crate::provider::local::{start_embedded_state, LocalProvider};
 use crate::store::{MaintenanceState, Store};
 
-/// How a daemon is started.
+/// How a daemon is started: its configuration, and whether to make one pass only.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
-    pub data_dir: PathBuf,
-    /// `None`: the embedded private state cluster under `data_dir/state`.
-    pub state_url: Option<String>,
-    /// Names this daemon in claims; a daemon restarted under the same name
-    /// resumes its own claims at once instead of waiting for their leases.
-    pub node: String,
-    pub tick: Duration,
+    pub config: Config,
     /// Run one pass over the work that is due, then exit.
     pub once: bool,
 }
 
-/// Opens the state store, the provider and the endpoint under `options`.
-pub async fn open_engine(options: &DaemonOptions) -> anyhow::Result<Engine> {
-    let url = match &options.state_url {
-        Some(url) => url.clone(),
-        None => start_embedded_state(&options.data_dir).await?,
+/// Opens the state store, the provider and the endpoint the configuration names.
+pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+    let data_dir = &config.daemon.data_dir;
+    let url = match &config.state {
+        StateLocation::External { url } => url.clone(),
+        StateLocation::Embedded { dir } => start_embedded_state(dir).await?,
     };
     let store = Store::connect(&url).await?;
-    let provider = LocalProvider::open(&options.data_dir).await?;
-    let endpoint = PgBouncer::at(options.data_dir.join("bouncer"), provider.user().clone());
+    let provider = LocalProvider::open(data_dir).await?;
+    let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone()).with_port(config.endpoint.port);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
-    Ok(Engine::new(store, provider, endpoint, options.node.clone()).with_failpoint(failpoint))
+    Ok(Engine::new(store, provider, endpoint, config.daemon.node_name()).with_failpoint(failpoint))
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
-    let engine = open_engine(&options).await?;
+    let engine = open_engine(&options.config).await?;
     engine.publish_routes().await?;
     loop {
         tick(&engine).await?;
         if options.once {
             return Ok(());
         }
-        tokio::time::sleep(options.tick).await;
+        tokio::time::sleep(options.config.daemon.tick).await;
     }
 }
 

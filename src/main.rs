@@ -5,6 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pgmaint::model::Strategy;
 
 #[derive(Parser, Debug)]
 #[command(name = "pgmaint", version, about = "Maintenance control plane for self-hosted PostgreSQL fleets")]
@@ -40,6 +41,12 @@ enum WindowCommand {
 enum BenchCommand {
     /// Plan N random databases and report the time per database.
     Planner(cli::planning::BenchPlannerArgs),
+    /// A switchover under a writer workload: max commit gap, errors, lost commits, step times.
+    Switchover(cli::bench_maintenance::BenchMaintenanceArgs),
+    /// A failover to the HA standby under a writer workload.
+    Failover(cli::bench_maintenance::BenchMaintenanceArgs),
+    /// A paused restart under a writer workload.
+    Restart(cli::bench_maintenance::BenchMaintenanceArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +62,9 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cli::daemon::daemon(args),
         Command::Plan(args) => cli::planning::plan(args),
         Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),
+        Command::Bench(BenchCommand::Switchover(args)) => cli::bench_maintenance::bench(Strategy::Switchover, args),
+        Command::Bench(BenchCommand::Failover(args)) => cli::bench_maintenance::bench(Strategy::Failover, args),
+        Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),
         Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
     };
     match outcome {

@@ -140,6 +140,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Stops every server of the fleet and the endpoint (the demo's and the
+    /// benchmarks' clean ending; a daemon's own shutdown leaves them running).
+    pub async fn stop_fleet(&self) -> EngineResult<()> {
+        for database in self.store.databases().await? {
+            for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement, InstanceRole::Retired] {
+                for instance in self.store.instances_in_role(database.id, role).await? {
+                    self.provider.cluster(&instance.location).stop(crate::provider::local::StopMode::Fast).await?;
+                }
+            }
+        }
+        self.endpoint.stop().await?;
+        Ok(())
+    }
+
     /// The URL applications use for a database; it never changes across maintenance.
     pub async fn endpoint_url(&self, name: &str) -> EngineResult<String> {
         let database = self.store.database_named(name).await?;

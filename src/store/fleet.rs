@@ -197,6 +197,19 @@ impl Store {
         row.map(TryInto::try_into).transpose()
     }
 
+    /// Every instance playing `role` for a database, oldest first.
+    pub async fn instances_in_role(&self, database_id: i64, role: InstanceRole) -> StoreResult<Vec<InstanceRecord>> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(
+            "SELECT id, database_id, role, location, slot_name, retired_at FROM instances \
+             WHERE database_id = $1 AND role = $2 ORDER BY id",
+        )
+        .bind(database_id)
+        .bind(role.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     /// The server clients reach for this database; every live database has one.
     pub async fn current_instance(&self, database_id: i64) -> StoreResult<InstanceRecord> {
         self.instance_in_role(database_id, InstanceRole::Current)

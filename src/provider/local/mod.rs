@@ -40,10 +40,19 @@ impl LocalProvider {
         &self.user
     }
 
-    /// A fresh, unused location for a server of `database`.
+    /// A fresh, unused location for a server of `database`: the time in
+    /// microseconds, this process's id and a per-process counter make it
+    /// unique on the host; a directory left by an interrupted build is skipped.
     pub fn new_location(&self, database: &str) -> String {
-        let suffix: u32 = rand::random::<u32>() % 1_000_000;
-        self.instances_dir.join(format!("{database}-{suffix:06}")).display().to_string()
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        loop {
+            let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
+            let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = self.instances_dir.join(format!("{database}-{micros:x}-{:x}-{count}", std::process::id()));
+            if !path.exists() {
+                return path.display().to_string();
+            }
+        }
     }
 
     /// The server at `location` (as recorded in the state store).
@@ -71,17 +80,22 @@ impl LocalProvider {
     }
 }
 
-/// Starts (creating on first use) the private PostgreSQL cluster that holds
-/// pgmaint's own state when no `state.url` is configured, and returns its URL.
-pub async fn start_embedded_state(data_dir: &Path) -> Result<String, ProviderError> {
+/// Starts (creating on first use) the private PostgreSQL cluster in `dir`
+/// that holds pgmaint's own state when no `state.url` is configured, and
+/// returns its URL.
+pub async fn start_embedded_state(dir: &Path) -> Result<String, ProviderError> {
     let user = ServerUser::detect()?;
     let bindir = find_bindir()?;
-    user.own_dir(data_dir, 0o755)?;
-    let cluster = Cluster::at(data_dir.join("state"), &bindir, user);
+    let cluster = Cluster::at(dir, &bindir, user);
     if !cluster.exists() {
         cluster.init(None).await?;
     }
     cluster.configure(&[("max_connections", "100".to_string()), ("shared_buffers", "32MB".to_string())])?;
     cluster.start().await?;
     Ok(cluster.url("postgres"))
+}
+
+/// Stops the embedded state cluster in `dir` (after everything that uses it).
+pub async fn stop_embedded_state(dir: &Path) -> Result<(), ProviderError> {
+    Cluster::at(dir, find_bindir()?, ServerUser::detect()?).stop(StopMode::Fast).await
 }

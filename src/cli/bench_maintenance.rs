@@ -1,0 +1,181 @@
+//! `pgmaint bench switchover|failover|restart`: builds its own servers, runs
+//! writers through the endpoint, performs the maintenance and prints what
+//! clients felt (longest gap between commits, errors, lost commits) and the
+//! time of each step. A program that prints figures, not a timed test.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pgmaint::config::Config;
+use pgmaint::daemon::open_engine;
+use pgmaint::engine::{DatabaseSpec, Engine};
+use pgmaint::model::{Reason, Strategy};
+use pgmaint::provider::local::{stop_embedded_state, Cluster};
+use pgmaint::workload::{self, Workload};
+use serde::Serialize;
+
+use super::{Failure, Outcome};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchMaintenanceArgs {
+    /// Concurrent writers through the endpoint.
+    #[arg(long, default_value_t = 8)]
+    pub writers: usize,
+    /// How long the writers run; the maintenance starts halfway.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Data to generate before the run (MB), so replacement preparation has something to copy.
+    #[arg(long, default_value_t = 64)]
+    pub data_mb: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    strategy: Strategy,
+    writers: usize,
+    seconds: f64,
+    data_mb: u32,
+    acknowledged: usize,
+    client_errors: usize,
+    lost: usize,
+    max_commit_gap_ms: f64,
+    write_pause_ms: Option<f64>,
+    /// Replacement (or HA standby) preparation, and a bare pg_basebackup of the same data.
+    prepare_seconds: f64,
+    bare_basebackup_seconds: Option<f64>,
+    steps_ms: Vec<(String, f64)>,
+    outcome: String,
+}
+
+pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
+    if args.writers == 0 || !(args.seconds > 0.0) {
+        return Err(Failure::usage("--writers and --seconds must be positive"));
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
+    let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
+    let config = Config::with_data_dir(dir.path());
+    let report = runtime.block_on(async {
+        let engine = open_engine(&config).await?;
+        let result = measure(&engine, strategy, &args).await;
+        engine.stop_fleet().await?;
+        if let pgmaint::config::StateLocation::Embedded { dir } = &config.state {
+            stop_embedded_state(dir).await?;
+        }
+        result
+    });
+    let report = report.map_err(|e: anyhow::Error| Failure::failed(format!("{e:#}")))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
+    } else {
+        print_human(&report);
+    }
+    Ok(())
+}
+
+async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArgs) -> anyhow::Result<BenchReport> {
+    let (plan, reason) = match strategy {
+        Strategy::Restart => ("essential-0", Reason::Settings),
+        Strategy::Switchover => ("standard-0", Reason::OsPatch),
+        Strategy::Failover => ("premium-0", Reason::Periodic),
+    };
+    let spec = |name: &str, follow: Option<&str>| DatabaseSpec {
+        name: name.into(),
+        plan: plan.parse().expect("a known plan"),
+        follow: follow.map(Into::into),
+        window: "Sunday 02:00".into(),
+        window_length: Duration::from_secs(4 * 3600),
+        owners: Vec::new(),
+    };
+    eprintln!("building servers...");
+    engine.create_database(&spec("bench", None)).await?;
+    if strategy == Strategy::Switchover {
+        engine.create_database(&spec("bench-follower", Some("bench"))).await?;
+    }
+    let url = engine.endpoint().client_conninfo("bench");
+    workload::prepare(&url).await?;
+    if args.data_mb > 0 {
+        eprintln!("generating {} MB...", args.data_mb);
+        let rows = u64::from(args.data_mb) * 900;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .simple_query(&format!("CREATE TABLE bench_fill AS SELECT g AS id, repeat('x', 1000) AS pad FROM generate_series(1, {rows}) g"))
+            .await?;
+    }
+    let bare_basebackup_seconds = match strategy {
+        Strategy::Restart => None,
+        _ => Some(bare_basebackup(engine).await?),
+    };
+
+    let maintenance = engine.require_maintenance("bench", reason, Utc::now() + chrono::Duration::days(1)).await?;
+    let prepare_started = Instant::now();
+    engine.prepare_maintenance(maintenance.id).await?;
+    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+
+    eprintln!("{} writers for {} s, {strategy} halfway...", args.writers, args.seconds);
+    let writers = Workload::start(&url, args.writers);
+    let half = Duration::from_secs_f64(args.seconds / 2.0);
+    tokio::time::sleep(half).await;
+    let run = engine.run_maintenance(maintenance.id).await?;
+    tokio::time::sleep(half).await;
+    let load = writers.stop().await?;
+    let lost = load.lost_on(&url).await?.len();
+    Ok(BenchReport {
+        strategy,
+        writers: args.writers,
+        seconds: args.seconds,
+        data_mb: args.data_mb,
+        acknowledged: load.acknowledged.len(),
+        client_errors: load.client_errors,
+        lost,
+        max_commit_gap_ms: ms(load.max_commit_gap),
+        write_pause_ms: run.write_pause.map(ms),
+        prepare_seconds,
+        bare_basebackup_seconds,
+        steps_ms: run.steps.iter().map(|(step, took)| (step.clone(), ms(*took))).collect(),
+        outcome: run.outcome,
+    })
+}
+
+/// A plain pg_basebackup of the current primary, for comparison with preparation.
+async fn bare_basebackup(engine: &Engine) -> anyhow::Result<f64> {
+    let database = engine.store().database_named("bench").await?;
+    let primary = engine.provider().cluster(&engine.store().current_instance(database.id).await?.location);
+    let scratch = Cluster::at(engine.provider().new_location("bare"), primary_bindir(&primary), engine.provider().user().clone());
+    let started = Instant::now();
+    scratch.clone_from(&primary, None, "bare").await?;
+    let took = started.elapsed().as_secs_f64();
+    scratch.remove().await?;
+    Ok(took)
+}
+
+fn primary_bindir(_primary: &Cluster) -> std::path::PathBuf {
+    pgmaint::provider::local::find_bindir().unwrap_or_default()
+}
+
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+fn print_human(report: &BenchReport) {
+    println!("strategy            {}", report.strategy);
+    println!("writers             {} for {} s ({} MB of data)", report.writers, report.seconds, report.data_mb);
+    println!("acknowledged        {}", report.acknowledged);
+    println!("client errors       {}", report.client_errors);
+    println!("lost commits        {}", report.lost);
+    println!("max commit gap      {:.1} ms", report.max_commit_gap_ms);
+    if let Some(pause) = report.write_pause_ms {
+        println!("write pause         {pause:.1} ms (PAUSE done to RESUME done)");
+    }
+    println!("preparation         {:.2} s", report.prepare_seconds);
+    if let Some(bare) = report.bare_basebackup_seconds {
+        println!("bare pg_basebackup  {bare:.2} s");
+    }
+    for (step, took) in &report.steps_ms {
+        println!("  step {step:<18} {took:.1} ms");
+    }
+    println!("outcome             {}", report.outcome);
+}
