@@ -21,6 +21,8 @@ enum Command {
     Window(WindowCommand),
     /// Plan a maintenance into a window (pure; needs no daemon).
     Plan(cli::planning::PlanArgs),
+    /// Build a small fleet here and watch it maintained: the quickest look at pgmaint.
+    Demo(cli::demo::DemoArgs),
     /// The long-running daemon that plans and runs maintenance.
     Daemon(cli::daemon::DaemonArgs),
     /// Benchmarks that print figures.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Window(WindowCommand::Next(args)) => cli::planning::window_next(args),
+        Command::Demo(args) => cli::demo::demo(args),
         Command::Daemon(args) => cli::daemon::daemon(args),
         Command::Plan(args) => cli::planning::plan(args),
         Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),

@@ -6,6 +6,7 @@
 pub mod config_check;
 pub mod bench_maintenance;
 pub mod daemon;
+pub mod demo;
 pub mod planning;
 
 use std::fmt;
