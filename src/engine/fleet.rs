@@ -97,7 +97,7 @@ impl Engine {
     /// Waits until the replica using `slot` streams from `upstream` within a small lag.
     pub(super) async fn wait_caught_up(&self, upstream: &Cluster, slot: &str) -> EngineResult<()> {
         let server = connect(upstream).await?;
-        crate::pg::wait_until(CATCH_UP_TIMEOUT, Duration::from_millis(50), "replica catch-up", || async {
+        crate::pg::wait_until(CATCH_UP_TIMEOUT, Duration::from_millis(10), "replica catch-up", || async {
             let replicas = server.replicas().await?;
             Ok(replicas
                 .iter()

@@ -70,12 +70,14 @@ impl LocalProvider {
     }
 
     /// Builds and starts a streaming replica of `primary` at `location`, using
-    /// replication slot `slot` (which must exist on the primary).
+    /// replication slot `slot` (which must exist on the primary). It does not
+    /// wait for the replica to accept connections: the caller waits for it to
+    /// stream and catch up, which is the readiness that matters.
     pub async fn create_replica(&self, location: &str, primary: &Cluster, slot: &str) -> Result<Cluster, ProviderError> {
         let cluster = self.cluster(location);
         cluster.clone_from(primary, Some(slot), slot).await?;
         cluster.configure(&managed_server_settings())?;
-        cluster.start().await?;
+        cluster.start_no_wait().await?;
         Ok(cluster)
     }
 }
