@@ -1,0 +1,1 @@
+//! Property tests for the whole module (filled in below).
