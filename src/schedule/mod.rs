@@ -1,1 +1,35 @@
-//! schedule (being written)
+//! Maintenance windows and the planner: when may a database's maintenance run?
+//!
+//! Everything here is pure: no I/O, no clock (`now` is always an argument), so
+//! the answers can be property-tested against a brute-force reference and the
+//! fleet-wide planning benchmarked. The CLI (`pgmaint window next`, `pgmaint
+//! plan`, `pgmaint bench planner`) and the engine are thin callers.
+//!
+//! - [`Window`]: `Sunday 14:30 Europe/Berlin`, parsed and printed.
+//! - [`next_occurrence`]: when a window next happens, DST included.
+//! - [`Blackout`], [`RecurringBlackout`]: when maintenance may not run.
+//! - [`plan()`]: the earliest usable window before a deadline, or a forced run.
+//! - [`Fleet`]: a fleet file and its calendar of maintenances.
+
+mod blackout;
+mod duration;
+mod error;
+mod fleet;
+mod occurrence;
+mod planner;
+mod timestamp;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use blackout::{Blackout, RecurringBlackout, MAX_EXPANDED_BLACKOUTS};
+pub use duration::{
+    check_window_length, format_duration, parse_duration, parse_window_length, DEFAULT_WINDOW_LENGTH, MAX_WINDOW_LENGTH, MIN_WINDOW_LENGTH,
+};
+pub use error::ScheduleError;
+pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE};
+pub use occurrence::{next_occurrence, start_on, Occurrence};
+pub use planner::{normalize_blackouts, plan, ForcedReason, Plan};
+pub use timestamp::{format_timestamp, parse_timestamp};
+pub use window::{parse_day, parse_zone, Described, Window};
