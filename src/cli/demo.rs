@@ -101,7 +101,7 @@ async fn run(engine: &Engine, args: &DemoArgs) -> anyhow::Result<()> {
         if let Some(reason) = reason {
             let record = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(3)).await?;
             let start = Utc::now() + chrono::Duration::seconds(5 + 5 * i as i64);
-            engine.store().schedule_maintenance(record.id, start, false, None).await?;
+            engine.store().schedule_maintenance(record.id, start, None, Some("the demo runs it at once")).await?;
             println!("  required {reason} on {name}: {} at {}", record.strategy, start.format("%H:%M:%S UTC"));
             maintenances.push((name, record.id));
         }

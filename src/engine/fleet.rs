@@ -144,10 +144,8 @@ impl Engine {
     /// benchmarks' clean ending; a daemon's own shutdown leaves them running).
     pub async fn stop_fleet(&self) -> EngineResult<()> {
         for database in self.store.databases().await? {
-            for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement, InstanceRole::Retired] {
-                for instance in self.store.instances_in_role(database.id, role).await? {
-                    self.provider.cluster(&instance.location).stop(crate::provider::local::StopMode::Fast).await?;
-                }
+            for instance in self.store.instances(database.id).await? {
+                self.provider.cluster(&instance.location).stop(crate::provider::local::StopMode::Fast).await?;
             }
         }
         self.endpoint.stop().await?;
@@ -170,7 +168,7 @@ impl Engine {
 }
 
 /// Database names become directory names, PgBouncer entries and SQL identifiers.
-fn validate_name(name: &str) -> EngineResult<()> {
+pub(super) fn validate_name(name: &str) -> EngineResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())

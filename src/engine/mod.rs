@@ -7,6 +7,7 @@
 //! return the database to a safe, writable state, without losing a commit and
 //! without ever having two writable primaries. The engine never formats output.
 
+mod control;
 mod failpoint;
 mod fleet;
 mod restart;
@@ -15,6 +16,7 @@ mod switch;
 
 use std::time::Duration;
 
+pub use control::{AppView, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceView};
 pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;
 pub use run::RunReport;
@@ -43,8 +45,12 @@ pub enum EngineError {
     Pg(#[from] PgError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// Bad input: the request can never succeed as given.
     #[error("{0}")]
     Invalid(String),
+    /// A valid request refused in the current state (not in maintenance mode, followers exist...).
+    #[error("{0}")]
+    Refused(String),
     /// The switch was called off before anything was promoted; the old primary serves again.
     #[error("postponed: {0}")]
     Postponed(String),

@@ -3,7 +3,9 @@
 mod lsn;
 mod maintenance;
 mod plan;
+mod status;
 
 pub use lsn::Lsn;
 pub use maintenance::{Kind, Reason, Strategy};
 pub use plan::{Plan, Tier};
+pub use status::{reference_time, PendingStatus, Replacement, NO_MAINTENANCE};

@@ -159,6 +159,49 @@ impl Store {
         Ok(())
     }
 
+    /// Changes a database's window.
+    pub async fn set_window(&self, database_id: i64, spec: &str, length_secs: i32) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO windows (database_id, spec, length_secs) VALUES ($1, $2, $3) \
+             ON CONFLICT (database_id) DO UPDATE SET spec = excluded.spec, length_secs = excluded.length_secs",
+        )
+        .bind(database_id)
+        .bind(spec)
+        .bind(length_secs)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Blackout periods of a database (and fleet-wide ones), as (start, end).
+    pub async fn blackouts(&self, database_id: i64) -> StoreResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+        Ok(sqlx::query_as("SELECT starts_at, ends_at FROM blackouts WHERE database_id = $1 OR database_id IS NULL ORDER BY starts_at")
+            .bind(database_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Forgets a database and everything recorded about it.
+    pub async fn delete_database(&self, database_id: i64) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        // Maintenances reference instances; drop them first.
+        sqlx::query("DELETE FROM maintenances WHERE database_id = $1").bind(database_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM databases WHERE id = $1").bind(database_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every instance of a database, whatever its role.
+    pub async fn instances(&self, database_id: i64) -> StoreResult<Vec<InstanceRecord>> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(
+            "SELECT id, database_id, role, location, slot_name, retired_at FROM instances WHERE database_id = $1 ORDER BY id",
+        )
+        .bind(database_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
     /// Records a server for a database. Written BEFORE the server is built, so a
     /// crash mid-build leaves a row that tells the next run where to look.
     pub async fn insert_instance(&self, database_id: i64, role: InstanceRole, location: &str, slot_name: Option<&str>) -> StoreResult<InstanceRecord> {
@@ -195,19 +238,6 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         row.map(TryInto::try_into).transpose()
-    }
-
-    /// Every instance playing `role` for a database, oldest first.
-    pub async fn instances_in_role(&self, database_id: i64, role: InstanceRole) -> StoreResult<Vec<InstanceRecord>> {
-        let rows: Vec<InstanceRow> = sqlx::query_as(
-            "SELECT id, database_id, role, location, slot_name, retired_at FROM instances \
-             WHERE database_id = $1 AND role = $2 ORDER BY id",
-        )
-        .bind(database_id)
-        .bind(role.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
     }
 
     /// The server clients reach for this database; every live database has one.

@@ -56,6 +56,7 @@ pub struct MaintenanceRecord {
     pub strategy: String,
     pub required_by: DateTime<Utc>,
     pub scheduled_for: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
     pub forced: bool,
     pub forced_reason: Option<String>,
     pub state: MaintenanceState,
@@ -78,6 +79,7 @@ struct MaintenanceRow {
     strategy: String,
     required_by: DateTime<Utc>,
     scheduled_for: Option<DateTime<Utc>>,
+    window_end: Option<DateTime<Utc>>,
     forced: bool,
     forced_reason: Option<String>,
     state: String,
@@ -102,6 +104,7 @@ impl TryFrom<MaintenanceRow> for MaintenanceRecord {
             strategy: r.strategy,
             required_by: r.required_by,
             scheduled_for: r.scheduled_for,
+            window_end: r.window_end,
             forced: r.forced,
             forced_reason: r.forced_reason,
             state: MaintenanceState::parse(&r.state)?,
@@ -118,7 +121,7 @@ impl TryFrom<MaintenanceRow> for MaintenanceRecord {
     }
 }
 
-const MAINTENANCE_COLUMNS: &str = "id, database_id, reason, strategy, required_by, scheduled_for, forced, forced_reason, \
+const MAINTENANCE_COLUMNS: &str = "id, database_id, reason, strategy, required_by, scheduled_for, window_end, forced, forced_reason, \
      state, step, candidate_id, old_instance_id, fencing_token, started_at, finished_at, write_pause_ms, outcome, error";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,16 +217,21 @@ impl Store {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Sets when the maintenance will run (the planner's answer).
-    pub async fn schedule_maintenance(&self, id: i64, scheduled_for: DateTime<Utc>, forced: bool, forced_reason: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE maintenances SET scheduled_for = $2, forced = $3, forced_reason = $4 WHERE id = $1")
-            .bind(id)
-            .bind(scheduled_for)
-            .bind(forced)
-            .bind(forced_reason)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Sets when the maintenance will run (the planner's answer). Returns
+    /// whether the time changed (the owners are told when it does).
+    pub async fn schedule_maintenance(&self, id: i64, scheduled_for: DateTime<Utc>, window_end: Option<DateTime<Utc>>, forced_reason: Option<&str>) -> StoreResult<bool> {
+        let changed: Option<bool> = sqlx::query_scalar(
+            "UPDATE maintenances m SET scheduled_for = $2, window_end = $3, forced = $4 IS NOT NULL, forced_reason = $4 \
+             FROM maintenances old WHERE m.id = $1 AND old.id = m.id \
+             RETURNING old.scheduled_for IS DISTINCT FROM $2",
+        )
+        .bind(id)
+        .bind(scheduled_for)
+        .bind(window_end)
+        .bind(forced_reason)
+        .fetch_optional(self.pool())
+        .await?;
+        changed.ok_or_else(|| StoreError::NotFound(format!("maintenance #{id} not found")))
     }
 
     /// Takes (or renews) the right to run a maintenance for `lease_secs`, unless

@@ -4,9 +4,11 @@
 //! killed and started again (or another daemon) can rebuild what should happen
 //! next from the store alone. The schema is in `migrations/`, applied at start-up.
 
+mod apps;
 mod fleet;
 mod maintenances;
 
+pub use apps::AppRecord;
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
 

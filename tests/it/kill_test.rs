@@ -51,7 +51,7 @@ async fn drill(env: &TestEnv, engine: &Engine, name: &str, reason: Reason, failp
     let writers = Workload::start(&url, 4);
     for failpoint in failpoints {
         let maintenance = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
-        engine.store().schedule_maintenance(maintenance.id, Utc::now(), false, None).await.unwrap();
+        engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the kill drill")).await.unwrap();
         let killed = daemon_once(env, &state_url, Some(failpoint));
         // `exit` failpoints end the process as a kill would; `panic` ones as Rust's panic does (101).
         let expected = if failpoint.ends_with(":panic") { 101 } else { FAILPOINT_EXIT_CODE };

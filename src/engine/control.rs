@@ -1,0 +1,400 @@
+//! What the control verbs ask of the engine: views of databases and their
+//! maintenance, planning and re-planning, windows, running on demand, waiting,
+//! destroying, and apps with their maintenance mode.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::model::{PendingStatus, Plan, Reason, Replacement, Strategy};
+use crate::schedule::{self, Blackout, Window};
+use crate::store::{AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
+
+use super::run::RunReport;
+use super::{connect, Engine, EngineError, EngineResult};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseSummary {
+    pub name: String,
+    pub plan: String,
+    pub role: &'static str,
+    pub following: Option<String>,
+    pub status: String,
+    pub window: String,
+}
+
+/// The `info` block.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub plan: String,
+    pub role: &'static str,
+    pub status: String,
+    pub endpoint_url: String,
+    pub following: Option<String>,
+    pub forked_from: Option<String>,
+    /// Commits the follower is behind its leader.
+    pub behind_by: Option<i64>,
+    /// `available`, or why not; `None` on tiers without HA.
+    pub ha: Option<String>,
+    pub data_size_bytes: Option<i64>,
+    pub maintenance: Option<MaintenanceView>,
+    pub window: String,
+}
+
+/// A pending maintenance as the verbs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceView {
+    pub id: i64,
+    pub reason: String,
+    pub strategy: Strategy,
+    pub state: &'static str,
+    pub step: Option<String>,
+    pub required_by: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub forced: bool,
+    pub forced_reason: Option<String>,
+    pub replacement: Option<Replacement>,
+    /// The one-line status in the reference's wording.
+    pub status_line: String,
+    /// The `Maintenance:` field of `info`.
+    pub info_field: String,
+}
+
+/// One line of `maintenance history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub strategy: String,
+    pub reason: String,
+    pub state: &'static str,
+    pub required_by: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub write_pause_ms: Option<f64>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppView {
+    pub name: String,
+    pub maintenance: bool,
+}
+
+impl Engine {
+    pub async fn list_databases(&self) -> EngineResult<Vec<DatabaseSummary>> {
+        let mut out = Vec::new();
+        for database in self.store.databases().await? {
+            out.push(DatabaseSummary {
+                following: self.leader_name(&database).await?,
+                role: role_of(&database),
+                window: self.window_display(&database)?,
+                name: database.name,
+                plan: database.plan,
+                status: database.status,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn leader_name(&self, database: &DatabaseRecord) -> EngineResult<Option<String>> {
+        Ok(match database.following_id {
+            Some(id) => Some(self.store.database(id).await?.name),
+            None => None,
+        })
+    }
+
+    /// The database's window, parsed, with its length.
+    fn window_of(&self, database: &DatabaseRecord) -> EngineResult<(Window, TimeDelta)> {
+        let spec = database.window_spec.as_deref().ok_or_else(|| EngineError::Invalid(format!("database {} has no window", database.name)))?;
+        let window: Window = spec.parse().map_err(|e| EngineError::Invalid(format!("window {spec:?}: {e}")))?;
+        Ok((window, TimeDelta::seconds(i64::from(database.window_length_secs.unwrap_or(4 * 3600)))))
+    }
+
+    fn window_display(&self, database: &DatabaseRecord) -> EngineResult<String> {
+        let (window, length) = self.window_of(database)?;
+        Ok(window.describe(length).to_string())
+    }
+
+    /// Everything `info` prints, observed from the servers where it must be.
+    pub async fn info(&self, name: &str) -> EngineResult<DatabaseInfo> {
+        let database = self.store.database_named(name).await?;
+        let current = self.current_cluster(database.id).await?;
+        let server = connect(&current).await.ok();
+        let dbname = self.dbname_of(&database).await?;
+        let data_size_bytes = match &server {
+            Some(server) => server.database_size(&dbname).await.ok(),
+            None => None,
+        };
+        let behind_by = match (database.following_id, &server) {
+            (Some(leader), Some(server)) => {
+                let leader = connect(&self.current_cluster(leader).await?).await?;
+                Some((leader.xid_horizon().await? - server.xid_horizon().await?).max(0))
+            }
+            _ => None,
+        };
+        let plan: Plan = database.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let ha = if plan.tier().has_ha_standby() && database.following_id.is_none() {
+            Some(self.ha_state(&database, &current).await?)
+        } else {
+            None
+        };
+        Ok(DatabaseInfo {
+            following: self.leader_name(&database).await?,
+            role: role_of(&database),
+            endpoint_url: self.endpoint.client_url(&database.name),
+            maintenance: self.maintenance_view(&database).await?,
+            window: self.window_display(&database)?,
+            behind_by,
+            ha,
+            data_size_bytes,
+            forked_from: database.forked_from.clone(),
+            status: database.status.clone(),
+            plan: database.plan.clone(),
+            name: database.name,
+        })
+    }
+
+    /// `available` once the HA standby streams within a small lag, else why not.
+    async fn ha_state(&self, database: &DatabaseRecord, primary: &crate::provider::local::Cluster) -> EngineResult<String> {
+        let Some(standby) = self.store.instance_in_role(database.id, InstanceRole::HaStandby).await? else {
+            return Ok("unavailable (no standby)".into());
+        };
+        let slot = standby.slot_name.clone().unwrap_or_default();
+        let replicas = match connect(primary).await {
+            Ok(server) => server.replicas().await?,
+            Err(_) => return Ok("unavailable (primary unreachable)".into()),
+        };
+        Ok(match replicas.iter().find(|r| r.application_name == slot) {
+            Some(r) if r.state == "streaming" && r.lag_bytes.is_some_and(|lag| lag < 16 << 20) => "available".into(),
+            Some(_) => "unavailable (standby catching up)".into(),
+            None => "unavailable (standby being created)".into(),
+        })
+    }
+
+    /// The open maintenance of a database with its status line, if any.
+    pub async fn maintenance_view(&self, database: &DatabaseRecord) -> EngineResult<Option<MaintenanceView>> {
+        let Some(m) = self.store.open_maintenance(database.id).await? else { return Ok(None) };
+        let strategy: Strategy = m.strategy.parse().map_err(EngineError::Invalid)?;
+        let replacement = (strategy == Strategy::Switchover).then_some(match m.state {
+            MaintenanceState::Pending | MaintenanceState::Preparing => Replacement::BeingPrepared,
+            _ => Replacement::Ready,
+        });
+        let status = PendingStatus {
+            scheduled_for: m.scheduled_for,
+            required_by: m.required_by,
+            strategy,
+            replacement,
+            window: self.window_display(database)?,
+        };
+        Ok(Some(MaintenanceView {
+            id: m.id,
+            reason: m.reason.clone(),
+            strategy,
+            state: m.state.as_str(),
+            step: m.step.clone(),
+            required_by: m.required_by,
+            scheduled_for: m.scheduled_for,
+            window_end: m.window_end,
+            forced: m.forced,
+            forced_reason: m.forced_reason.clone(),
+            replacement,
+            status_line: status.line(),
+            info_field: status.info_field(),
+        }))
+    }
+
+    /// Records a required maintenance and plans it at once.
+    pub async fn require(&self, name: &str, reason: Reason, required_by: DateTime<Utc>, now: DateTime<Utc>) -> EngineResult<MaintenanceView> {
+        let record = self.require_maintenance(name, reason, required_by).await?;
+        self.replan(&record, now).await?;
+        let database = self.store.database(record.database_id).await?;
+        self.maintenance_view(&database).await?.ok_or_else(|| EngineError::Invalid("the maintenance vanished".into()))
+    }
+
+    /// Plans (or re-plans) a maintenance into its database's window with the
+    /// planner; returns whether its time changed.
+    pub async fn replan(&self, maintenance: &MaintenanceRecord, now: DateTime<Utc>) -> EngineResult<bool> {
+        let database = self.store.database(maintenance.database_id).await?;
+        let (window, length) = self.window_of(&database)?;
+        let blackouts: Vec<Blackout> = self.store.blackouts(database.id).await?.into_iter().filter_map(|(s, e)| Blackout::new(s, e)).collect();
+        let planned = schedule::plan(&window, length, maintenance.required_by, now, None, &blackouts)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let forced = planned.forced.map(|reason| reason.to_string());
+        Ok(self.store.schedule_maintenance(maintenance.id, planned.scheduled_for, planned.window_end, forced.as_deref()).await?)
+    }
+
+    /// Sets a database's window (keeping its length) and re-plans its pending maintenance.
+    pub async fn set_window(&self, name: &str, spec: &str, now: DateTime<Utc>) -> EngineResult<Option<MaintenanceView>> {
+        let database = self.store.database_named(name).await?;
+        let window: Window = spec.parse().map_err(|e| EngineError::Invalid(format!("window {spec:?}: {e}")))?;
+        let canonical = window.to_string();
+        self.store.set_window(database.id, &canonical, database.window_length_secs.unwrap_or(4 * 3600)).await?;
+        if let Some(open) = self.store.open_maintenance(database.id).await? {
+            if matches!(open.state, MaintenanceState::Pending | MaintenanceState::Preparing | MaintenanceState::Ready) {
+                self.replan(&open, now).await?;
+            }
+        }
+        let database = self.store.database(database.id).await?;
+        self.maintenance_view(&database).await
+    }
+
+    /// `maintenance run`: refused unless every attached app is in maintenance
+    /// mode (or `force`); waits for a replacement still being prepared, then runs.
+    pub async fn run_now(&self, name: &str, force: bool) -> EngineResult<RunReport> {
+        let database = self.store.database_named(name).await?;
+        let open = self
+            .store
+            .open_maintenance(database.id)
+            .await?
+            .ok_or_else(|| EngineError::Refused(format!("no maintenance is required for {name}; use `maintenance require` first")))?;
+        if !force {
+            let live: Vec<String> = self.store.apps_attached_to(database.id).await?.into_iter().filter(|a| !a.maintenance_mode).map(|a| a.name).collect();
+            if !live.is_empty() {
+                return Err(EngineError::Refused(format!(
+                    "refusing to run maintenance on {name}: app{} {} {} not in maintenance mode (turn it on with `pgmaint apps maintenance on APP`, or pass --force)",
+                    if live.len() > 1 { "s" } else { "" },
+                    live.join(", "),
+                    if live.len() > 1 { "are" } else { "is" }
+                )));
+            }
+        }
+        self.run_maintenance(open.id).await
+    }
+
+    pub async fn history(&self, name: &str) -> EngineResult<Vec<HistoryEntry>> {
+        let database = self.store.database_named(name).await?;
+        Ok(self
+            .store
+            .maintenance_history(database.id)
+            .await?
+            .into_iter()
+            .map(|m| HistoryEntry {
+                duration_seconds: match (m.started_at, m.finished_at) {
+                    (Some(s), Some(f)) => Some((f - s).num_milliseconds() as f64 / 1000.0),
+                    _ => None,
+                },
+                id: m.id,
+                strategy: m.strategy,
+                reason: m.reason,
+                state: m.state.as_str(),
+                required_by: m.required_by,
+                scheduled_for: m.scheduled_for,
+                started_at: m.started_at,
+                finished_at: m.finished_at,
+                write_pause_ms: m.write_pause_ms,
+                outcome: m.outcome,
+                error: m.error,
+            })
+            .collect())
+    }
+
+    /// Is a maintenance or preparation of this database in progress?
+    pub async fn is_busy(&self, name: &str) -> EngineResult<bool> {
+        let database = self.store.database_named(name).await?;
+        if database.status == "creating" {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .open_maintenance(database.id)
+            .await?
+            .is_some_and(|m| matches!(m.state, MaintenanceState::Preparing | MaintenanceState::Running)))
+    }
+
+    /// Blocks until `is_busy` is false, or `timeout` passes (an error).
+    pub async fn wait_idle(&self, name: &str, timeout: Duration) -> EngineResult<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.is_busy(name).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Refused(format!("{name} is still busy after {}s", timeout.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Destroys a database: its servers, their files and its records.
+    /// `confirm` must repeat the name; a database with followers is refused.
+    pub async fn destroy_database(&self, name: &str, confirm: &str) -> EngineResult<()> {
+        if confirm != name {
+            return Err(EngineError::Refused(format!("destroying {name} needs --confirm {name}")));
+        }
+        let database = self.store.database_named(name).await?;
+        let followers = self.store.followers_of(database.id).await?;
+        if !followers.is_empty() {
+            let names: Vec<String> = followers.into_iter().map(|f| f.name).collect();
+            return Err(EngineError::Refused(format!("{name} has followers ({}); destroy them first", names.join(", "))));
+        }
+        for instance in self.store.instances(database.id).await? {
+            let cluster = self.provider.cluster(&instance.location);
+            cluster.stop(crate::provider::local::StopMode::Fast).await?;
+            cluster.remove().await?;
+        }
+        self.store.delete_database(database.id).await?;
+        self.publish_routes().await
+    }
+
+    /// Creates an app attached to `database` (as DATABASE_URL), with optional
+    /// commands run when its maintenance mode is turned on or off.
+    pub async fn create_app(&self, name: &str, database: &str, on_hook: Option<&str>, off_hook: Option<&str>) -> EngineResult<AppView> {
+        super::fleet::validate_name(name)?;
+        let database = self.store.database_named(database).await?;
+        let app = self.store.insert_app(name, database.id, on_hook, off_hook).await?;
+        Ok(app_view(app))
+    }
+
+    /// Turns an app's maintenance mode on or off and runs its hook for that.
+    pub async fn set_app_maintenance(&self, name: &str, on: bool) -> EngineResult<AppView> {
+        let app = self.store.app_named(name).await?;
+        let hook = if on { app.on_maintenance_on.as_deref() } else { app.on_maintenance_off.as_deref() };
+        if let Some(command) = hook {
+            run_hook(command, name, on).await?;
+        }
+        self.store.set_app_maintenance(app.id, on).await?;
+        Ok(AppView { name: app.name, maintenance: on })
+    }
+
+    pub async fn app(&self, name: &str) -> EngineResult<AppView> {
+        Ok(app_view(self.store.app_named(name).await?))
+    }
+}
+
+fn app_view(app: AppRecord) -> AppView {
+    AppView { name: app.name, maintenance: app.maintenance_mode }
+}
+
+fn role_of(database: &DatabaseRecord) -> &'static str {
+    if database.following_id.is_some() {
+        "follower"
+    } else {
+        "primary"
+    }
+}
+
+/// Runs an app's hook through `sh -c`, with PGMAINT_APP and PGMAINT_MAINTENANCE
+/// (`on`/`off`) in its environment; a non-zero exit is an error.
+async fn run_hook(command: &str, app: &str, on: bool) -> EngineResult<()> {
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("PGMAINT_APP", app)
+        .env("PGMAINT_MAINTENANCE", if on { "on" } else { "off" })
+        .output()
+        .await
+        .map_err(|e| EngineError::Refused(format!("hook {command:?} of app {app} could not start: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(EngineError::Refused(format!(
+            "hook {command:?} of app {app} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
