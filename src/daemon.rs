@@ -1,23 +1,43 @@
 //! The long-running loop: it rebuilds what should happen from the state store
-//! and drives every unfinished maintenance forward, on a timer.
+//! and drives every unfinished maintenance forward.
 //!
 //! Its restart path is its normal path: a daemon killed mid-maintenance and
 //! started again finds the maintenance `running` in the store and resumes it
-//! at the step it reached (the engine's steps observe before they act).
+//! at the step it reached (the engine's steps observe before they act). With
+//! several daemons on one store, the holder of the `scheduler` lease plans and
+//! detects; every daemon runs what is due, and a claim (lease + fencing token)
+//! makes each maintenance run exactly once.
 
-use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, StateLocation};
 use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
+use crate::model::Reason;
+use crate::pg::Server;
 use crate::provider::local::{start_embedded_state, LocalProvider};
-use crate::store::{MaintenanceState, Store};
+use crate::store::{MaintenanceRecord, MaintenanceState, Store};
+
+/// The lease whose holder plans maintenances and detects new ones.
+const SCHEDULER_LEASE: &str = "scheduler";
+/// A detected restart-only maintenance (settings, minor upgrade) is required within this.
+const DETECTED_RESTART_DEADLINE: TimeDelta = TimeDelta::days(7);
+/// A periodic maintenance is required this long before its deadline, so it can be planned into a window.
+const PERIODIC_NOTICE: TimeDelta = TimeDelta::days(14);
 
 /// How a daemon is started: its configuration, and whether to make one pass only.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub config: Config,
-    /// Run one pass over the work that is due, then exit.
+    /// Run one pass over the work that is due, wait for it, then exit.
     pub once: bool,
 }
 
@@ -32,38 +52,211 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let provider = LocalProvider::open(data_dir).await?;
     let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone()).with_port(config.endpoint.port);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
-    Ok(Engine::new(store, provider, endpoint, config.daemon.node_name()).with_failpoint(failpoint))
+    Ok(Engine::new(store, provider, endpoint, config.daemon.node_name())
+        .with_claim_lease(config.daemon.lease)
+        .with_failpoint(failpoint))
+}
+
+/// What this daemon process is doing for one maintenance.
+enum Work {
+    Prepare(JoinHandle<()>),
+    Run(JoinHandle<()>),
+}
+
+impl Work {
+    fn is_finished(&self) -> bool {
+        match self {
+            Work::Prepare(h) | Work::Run(h) => h.is_finished(),
+        }
+    }
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
-    let engine = open_engine(&options.config).await?;
-    engine.publish_routes().await?;
-    loop {
-        tick(&engine).await?;
-        if options.once {
-            return Ok(());
+    let engine = Arc::new(open_engine(&options.config).await?);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        tokio::time::sleep(options.config.daemon.tick).await;
-    }
+    };
+    serve(engine, &options.config, options.once, stop).await
 }
 
-/// One pass: prepare what needs preparing, run what is due, resume what was interrupted.
-pub async fn tick(engine: &Engine) -> anyhow::Result<()> {
-    let now = Utc::now();
-    for maintenance in engine.store().unfinished_maintenances().await? {
-        let due = maintenance.scheduled_for.is_some_and(|at| at <= now);
-        let result = match maintenance.state {
-            MaintenanceState::Running => engine.run_maintenance(maintenance.id).await.map(|_| ()),
-            MaintenanceState::Pending | MaintenanceState::Preparing | MaintenanceState::Ready if due => {
-                engine.run_maintenance(maintenance.id).await.map(|_| ())
+/// The loop over an open engine, until `stop` completes (or after one pass with `once`).
+pub async fn serve(engine: Arc<Engine>, config: &Config, once: bool, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    engine.publish_routes().await?;
+    let nudge = Arc::new(Notify::new());
+    notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving as {}", engine.node()))]);
+    let watchdog = watchdog_interval();
+    tokio::pin!(stop);
+
+    let mut work: HashMap<i64, Work> = HashMap::new();
+    loop {
+        let started = Instant::now();
+        let now = Utc::now();
+        if let Err(error) = pass(&engine, config, now, &mut work).await {
+            tracing::error!(error = %format!("{error:#}"), "daemon pass failed");
+        }
+        metrics::histogram!("pgmaint_tick_seconds").record(started.elapsed().as_secs_f64());
+        let running = work.values().filter(|w| matches!(w, Work::Run(_))).count();
+        let status = format!("{running} maintenance(s) running, {} preparing", work.len() - running);
+        notify_systemd(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+        if once {
+            for (_, w) in work.drain() {
+                let (Work::Prepare(handle) | Work::Run(handle)) = w;
+                let _ = handle.await;
             }
-            MaintenanceState::Pending | MaintenanceState::Preparing => engine.prepare_maintenance(maintenance.id).await,
-            _ => Ok(()),
+            break;
+        }
+        let mut sleep = next_wake(&engine, config).await;
+        if let Some(watchdog) = watchdog {
+            sleep = sleep.min(watchdog);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = nudge.notified() => {}
+            _ = &mut stop => break,
+        }
+    }
+    shut_down(&engine, work).await;
+    Ok(())
+}
+
+/// Graceful stop: preparations are abandoned (they resume on the next start),
+/// runs are let finish, so no endpoint is left paused.
+async fn shut_down(engine: &Engine, work: HashMap<i64, Work>) {
+    notify_systemd(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing running maintenances")]);
+    for (id, w) in work {
+        match w {
+            Work::Prepare(handle) => handle.abort(),
+            Work::Run(handle) => {
+                tracing::info!(maintenance = id, "waiting for the running maintenance to finish before stopping");
+                let _ = handle.await;
+            }
+        }
+    }
+    let _ = engine.store().release_lease(SCHEDULER_LEASE, engine.node()).await;
+}
+
+/// One pass: the leader plans and detects; then this daemon starts what is due.
+async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &mut HashMap<i64, Work>) -> anyhow::Result<()> {
+    work.retain(|_, w| !w.is_finished());
+    if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
+        detect(engine, config, now).await?;
+        for maintenance in engine.store().unfinished_maintenances().await? {
+            if needs_planning(&maintenance, now) {
+                engine.replan(&maintenance, now).await?;
+            }
+        }
+    }
+    for maintenance in engine.store().unfinished_maintenances().await? {
+        if work.contains_key(&maintenance.id) {
+            continue;
+        }
+        let due = maintenance.scheduled_for.is_some_and(|at| at <= now);
+        let id = maintenance.id;
+        let task = match maintenance.state {
+            MaintenanceState::Running => Some(Work::Run(spawn_run(engine.clone(), id))),
+            MaintenanceState::Pending | MaintenanceState::Preparing | MaintenanceState::Ready if due => Some(Work::Run(spawn_run(engine.clone(), id))),
+            MaintenanceState::Pending | MaintenanceState::Preparing => Some(Work::Prepare(spawn_prepare(engine.clone(), id))),
+            _ => None,
         };
-        match result {
-            Ok(()) | Err(EngineError::Busy(_)) => {}
-            Err(error) => tracing::error!(maintenance = maintenance.id, %error, "maintenance failed"),
+        if let Some(task) = task {
+            work.insert(id, task);
         }
     }
     Ok(())
+}
+
+/// Unplanned, or planned into a window that has already ended unrun (the
+/// daemons were down): plan again rather than run outside the window.
+fn needs_planning(maintenance: &MaintenanceRecord, now: DateTime<Utc>) -> bool {
+    let waiting = matches!(maintenance.state, MaintenanceState::Pending | MaintenanceState::Preparing | MaintenanceState::Ready);
+    waiting && (maintenance.scheduled_for.is_none() || (!maintenance.forced && maintenance.window_end.is_some_and(|end| end <= now)))
+}
+
+fn spawn_run(engine: Arc<Engine>, id: i64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match engine.run_maintenance(id).await {
+            Ok(report) => {
+                if let Some(pause) = report.write_pause {
+                    metrics::gauge!("pgmaint_last_write_pause_ms").set(pause.as_secs_f64() * 1000.0);
+                }
+                tracing::info!(maintenance = id, strategy = %report.strategy, outcome = %report.outcome, "maintenance finished");
+            }
+            Err(EngineError::Busy(_)) => {}
+            Err(error) => tracing::error!(maintenance = id, %error, "maintenance failed"),
+        }
+    })
+}
+
+fn spawn_prepare(engine: Arc<Engine>, id: i64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match engine.prepare_maintenance(id).await {
+            Ok(()) | Err(EngineError::Busy(_)) => {}
+            Err(error) => tracing::error!(maintenance = id, %error, "preparation failed"),
+        }
+    })
+}
+
+/// Requires the maintenances the servers themselves call for: settings that
+/// wait for a restart, newer installed binaries, and the periodic refresh.
+async fn detect(engine: &Engine, config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let installed = engine.provider().installed_version_num().await.ok();
+    let periodic = TimeDelta::from_std(config.maintenance.periodic_interval)?;
+    for database in engine.store().databases().await? {
+        if database.status != "available" || engine.store().open_maintenance(database.id).await?.is_some() {
+            continue;
+        }
+        let instance = engine.store().current_instance(database.id).await?;
+        let conninfo = engine.provider().cluster(&instance.location).conninfo("postgres");
+        let Ok(server) = Server::connect(&conninfo, Duration::from_secs(5)).await else { continue };
+        let pending = server.pending_restart_settings().await?;
+        let running = server.version_num().await?;
+        let last = database.last_maintained_at.unwrap_or(database.created_at);
+        let required = if !pending.is_empty() {
+            tracing::info!(database = %database.name, settings = ?pending, "settings wait for a restart");
+            Some((Reason::Settings, now + DETECTED_RESTART_DEADLINE))
+        } else if installed.is_some_and(|v| v > running) {
+            tracing::info!(database = %database.name, running, installed = ?installed, "newer server binaries are installed");
+            Some((Reason::MinorUpgrade, now + DETECTED_RESTART_DEADLINE))
+        } else if now >= last + periodic - PERIODIC_NOTICE {
+            Some((Reason::Periodic, last + periodic))
+        } else {
+            None
+        };
+        if let Some((reason, required_by)) = required {
+            engine.require(&database.name, reason, required_by, now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sleep until the next tick, or the next scheduled start if sooner.
+async fn next_wake(engine: &Engine, config: &Config) -> Duration {
+    let now = Utc::now();
+    let soonest = engine
+        .store()
+        .unfinished_maintenances()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.scheduled_for)
+        .filter(|at| *at > now)
+        .min();
+    let until_start = soonest.and_then(|at| (at - now).to_std().ok()).unwrap_or(config.daemon.tick);
+    until_start.min(config.daemon.tick)
+}
+
+fn notify_systemd(states: &[NotifyState]) {
+    let _ = sd_notify::notify(false, states);
+}
+
+/// Half systemd's watchdog interval, when one is configured: the loop pings
+/// at least that often, so a stuck loop (not just a dead process) is caught.
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
 }

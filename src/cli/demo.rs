@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pgmaint::config::{Config, StateLocation};
-use pgmaint::daemon::{open_engine, tick};
+use pgmaint::daemon::{open_engine, serve};
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::Reason;
 use pgmaint::provider::local::stop_embedded_state;
@@ -49,8 +50,8 @@ pub fn demo(args: DemoArgs) -> Outcome {
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
     runtime
         .block_on(async {
-            let engine = open_engine(&config).await?;
-            let result = run(&engine, &args).await;
+            let engine = Arc::new(open_engine(&config).await?);
+            let result = run(&engine, &config, &args).await;
             if !args.keep {
                 engine.stop_fleet().await?;
                 if let StateLocation::Embedded { dir } = &config.state {
@@ -64,15 +65,17 @@ pub fn demo(args: DemoArgs) -> Outcome {
     Ok(())
 }
 
-async fn run(engine: &Engine, args: &DemoArgs) -> anyhow::Result<()> {
+async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     println!("pgmaint demo: building a fleet of {} databases on this machine", FLEET.len());
     for (name, plan, follow, _) in FLEET {
+        // Windows open one to two minutes from now, so the demo needs no waiting around.
+        let offset = if name == "orders" || follow.is_some() { 2 } else { 3 };
         let spec = DatabaseSpec {
             name: name.into(),
             plan: plan.parse().map_err(anyhow::Error::msg)?,
             follow: follow.map(Into::into),
-            window: "Sunday 02:00 UTC".into(),
+            window: demo_window(Utc::now(), offset),
             window_length: Duration::from_secs(4 * 3600),
             owners: vec![format!("owner@{name}.example")],
         };
@@ -97,39 +100,36 @@ async fn run(engine: &Engine, args: &DemoArgs) -> anyhow::Result<()> {
     println!("  {} writers per primary are inserting through PgBouncer at {}", args.writers, engine.endpoint().dir().display());
 
     let mut maintenances = Vec::new();
-    for (i, (name, _, _, reason)) in FLEET.into_iter().enumerate() {
+    for (name, _, _, reason) in FLEET {
         if let Some(reason) = reason {
-            let record = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(3)).await?;
-            let start = Utc::now() + chrono::Duration::seconds(5 + 5 * i as i64);
-            engine.store().schedule_maintenance(record.id, start, None, Some("the demo runs it at once")).await?;
-            println!("  required {reason} on {name}: {} at {}", record.strategy, start.format("%H:%M:%S UTC"));
-            maintenances.push((name, record.id));
+            let view = engine.require(name, reason, Utc::now() + chrono::Duration::days(3), Utc::now()).await?;
+            println!("  required {reason} on {name}: {}", view.status_line);
+            maintenances.push((name, view.id));
         }
     }
 
-    println!("\nRunning the daemon loop:");
+    println!("\nThe daemon loop runs them at their windows:");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn({
+        let engine = engine.clone();
+        let config = config.clone();
+        async move { serve(engine, &config, false, async { let _ = stop_rx.await; }).await }
+    });
     let mut last_steps: HashMap<i64, String> = HashMap::new();
     loop {
-        let ticking = tick(engine);
-        tokio::pin!(ticking);
-        let mut progress = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                result = &mut ticking => { result?; break; }
-                _ = progress.tick() => report_progress(engine, &maintenances, &mut last_steps).await?,
-            }
-        }
         report_progress(engine, &maintenances, &mut last_steps).await?;
         let mut open = 0;
         for (_, id) in &maintenances {
             let state = engine.store().maintenance(*id).await?.state;
             open += usize::from(!matches!(state, MaintenanceState::Completed | MaintenanceState::Failed));
         }
-        if open == 0 {
+        if open == 0 || daemon.is_finished() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = stop_tx.send(());
+    daemon.await??;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     println!("\nSummary ({:.0} s):", started.elapsed().as_secs_f64());
@@ -165,4 +165,11 @@ async fn report_progress(engine: &Engine, maintenances: &[(&str, i64)], last: &m
         }
     }
     Ok(())
+}
+
+/// A window on today's weekday starting `minutes` whole minutes from now (UTC).
+fn demo_window(now: chrono::DateTime<Utc>, minutes: i64) -> String {
+    use chrono::{Datelike, Timelike};
+    let start = now + chrono::Duration::minutes(minutes);
+    format!("{} {:02}:{:02} UTC", start.weekday(), start.hour(), start.minute())
 }

@@ -33,6 +33,9 @@ impl Engine {
     /// `follow`), an HA standby on HA tiers, and its route through the endpoint.
     pub async fn create_database(&self, spec: &DatabaseSpec) -> EngineResult<DatabaseRecord> {
         validate_name(&spec.name)?;
+        let window: crate::schedule::Window = spec.window.parse().map_err(|e| EngineError::Invalid(format!("window {:?}: {e}", spec.window)))?;
+        crate::schedule::check_window_length(chrono::TimeDelta::from_std(spec.window_length).unwrap_or(chrono::TimeDelta::MAX))
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let leader = match &spec.follow {
             Some(name) => Some(self.store.database_named(name).await?),
             None => None,
@@ -44,7 +47,7 @@ impl Engine {
                 plan: spec.plan.name(),
                 following_id: leader.as_ref().map(|l| l.id),
                 owners: &spec.owners,
-                window_spec: &spec.window,
+                window_spec: &window.to_string(),
                 window_length_secs: i32::try_from(spec.window_length.as_secs()).map_err(|_| EngineError::Invalid("window too long".into()))?,
             })
             .await?;

@@ -31,8 +31,8 @@ use crate::store::{Store, StoreError};
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a candidate may take to show it has the old primary's shutdown checkpoint.
 const WAL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a runner's claim on a maintenance lasts between renewals.
-const CLAIM_LEASE_SECS: f64 = 60.0;
+/// How long a runner's claim on a maintenance lasts between renewals (the default).
+const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +66,26 @@ pub struct Engine {
     provider: LocalProvider,
     endpoint: PgBouncer,
     node: String,
+    claim_lease: Duration,
     failpoint: Option<Failpoint>,
 }
 
 impl Engine {
     /// `node` names this runner in claims (e.g. host and pid).
     pub fn new(store: Store, provider: LocalProvider, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
-        Engine { store, provider, endpoint, node: node.into(), failpoint: None }
+        Engine { store, provider, endpoint, node: node.into(), claim_lease: DEFAULT_CLAIM_LEASE, failpoint: None }
+    }
+
+    /// How long a claim lasts without renewal: another daemon takes over a
+    /// maintenance this long after its runner died. Runs renew it every third of it.
+    pub fn with_claim_lease(mut self, lease: Duration) -> Engine {
+        self.claim_lease = lease;
+        self
+    }
+
+    /// The name this engine claims work under.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Arms a failpoint (tests and the kill drills use `PGMAINT_FAILPOINT`).

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::model::Strategy;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
-use super::{Engine, EngineError, EngineResult, Phase, CLAIM_LEASE_SECS};
+use super::{Engine, EngineError, EngineResult, Phase};
 
 /// What a finished run measured.
 #[derive(Debug, Clone)]
@@ -39,7 +39,8 @@ impl Engine {
     /// Runs maintenance `id` now: claims it, prepares its replacement if that is
     /// not ready yet, and carries it out. Safe to call again after a crash.
     pub async fn run_maintenance(&self, id: i64) -> EngineResult<RunReport> {
-        let claim = self.store.claim_maintenance(id, &self.node, CLAIM_LEASE_SECS).await?.ok_or(EngineError::Busy(id))?;
+        let claim = self.claim(id).await?;
+        let _renewal = self.keep_claimed(claim);
         let mut run = self.start_run(claim).await?;
         if matches!(run.maintenance.state, MaintenanceState::Pending | MaintenanceState::Preparing) {
             self.prepare_claimed(&mut run).await?;
@@ -73,11 +74,32 @@ impl Engine {
 
     /// Prepares maintenance `id` ahead of its window (a switchover's replacement).
     pub async fn prepare_maintenance(&self, id: i64) -> EngineResult<()> {
-        let claim = self.store.claim_maintenance(id, &self.node, CLAIM_LEASE_SECS).await?.ok_or(EngineError::Busy(id))?;
+        let claim = self.claim(id).await?;
+        let _renewal = self.keep_claimed(claim);
         let mut run = self.start_run(claim).await?;
         self.prepare_claimed(&mut run).await?;
         self.store.release_claim(claim).await?;
         Ok(())
+    }
+
+    async fn claim(&self, id: i64) -> EngineResult<Claim> {
+        self.store.claim_maintenance(id, &self.node, self.claim_lease.as_secs_f64()).await?.ok_or(EngineError::Busy(id))
+    }
+
+    /// Renews the claim every third of its lease while the returned guard lives,
+    /// so a long step (a big pg_basebackup) is not mistaken for a dead runner.
+    fn keep_claimed(&self, claim: Claim) -> RenewalGuard {
+        let store = self.store.clone();
+        let lease = self.claim_lease;
+        RenewalGuard(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(error) = store.renew_claim(claim, lease.as_secs_f64()).await {
+                    tracing::warn!(maintenance = claim.maintenance_id, %error, "claim renewal failed");
+                    return;
+                }
+            }
+        }))
     }
 
     async fn start_run(&self, claim: Claim) -> EngineResult<Run> {
@@ -133,5 +155,14 @@ impl Engine {
                 Err(error)
             }
         }
+    }
+}
+
+/// Stops a claim's renewal when the run that holds it ends.
+struct RenewalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -6,6 +6,7 @@
 
 mod apps;
 mod fleet;
+mod leases;
 mod maintenances;
 
 pub use apps::AppRecord;

@@ -40,6 +40,19 @@ impl LocalProvider {
         &self.user
     }
 
+    /// The version of the installed server binaries as `server_version_num`
+    /// (15.18 -> 150018): newer than a running server's means a minor upgrade
+    /// waits for a restart.
+    pub async fn installed_version_num(&self) -> Result<u32, ProviderError> {
+        let out = tokio::process::Command::new(self.bindir.join("postgres"))
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|e| ProviderError::spawn("postgres --version", e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_version_num(&text).ok_or_else(|| ProviderError::Parse(format!("postgres --version printed {text:?}")))
+    }
+
     /// A fresh, unused location for a server of `database`: the time in
     /// microseconds, this process's id and a per-process counter make it
     /// unique on the host; a directory left by an interrupted build is skipped.
@@ -100,4 +113,27 @@ pub async fn start_embedded_state(dir: &Path) -> Result<String, ProviderError> {
 /// Stops the embedded state cluster in `dir` (after everything that uses it).
 pub async fn stop_embedded_state(dir: &Path) -> Result<(), ProviderError> {
     Cluster::at(dir, find_bindir()?, ServerUser::detect()?).stop(StopMode::Fast).await
+}
+
+/// `postgres (PostgreSQL) 15.18 (Debian ...)` -> 150018.
+fn parse_version_num(text: &str) -> Option<u32> {
+    let version = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let leading_number = |part: &str| part.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>();
+    let mut parts = version.split('.').map(leading_number);
+    let major = parts.next()?.ok()?;
+    let minor = parts.next().and_then(Result::ok).unwrap_or(0);
+    Some(major * 10_000 + minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version_num;
+
+    #[test]
+    fn parses_server_versions() {
+        assert_eq!(parse_version_num("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some(150018));
+        assert_eq!(parse_version_num("postgres (PostgreSQL) 17.2"), Some(170002));
+        assert_eq!(parse_version_num("postgres (PostgreSQL) 16beta1"), Some(160000));
+        assert_eq!(parse_version_num("nothing here"), None);
+    }
 }
