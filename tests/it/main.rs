@@ -5,5 +5,6 @@ mod endpoint_pgbouncer;
 mod harness;
 mod harness_test;
 mod store_test;
+mod daemon_test;
 mod engine_test;
 mod kill_test;
