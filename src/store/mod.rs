@@ -6,9 +6,11 @@
 
 mod fleet;
 mod maintenances;
+mod outbox;
 
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
+pub use outbox::{OutgoingMail, QueuedMail};
 
 use std::time::Duration;
 
