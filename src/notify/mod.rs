@@ -464,6 +464,13 @@ impl Notifier {
         self
     }
 
+    /// A mail the relay refuses for good (5xx, an unusable address) is retried
+    /// like any other until it is this old, then given up (default 24 h).
+    pub fn with_give_up_after(mut self, age: Duration) -> Notifier {
+        self.give_up_after = age;
+        self
+    }
+
     /// Where mail goes, for logs: `smtp mx:25 (none)` or `files in /var/lib/pgmaint/mail`.
     pub fn describe(&self) -> String {
         match &self.transport {

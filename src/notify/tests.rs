@@ -84,7 +84,7 @@ fn outbox_keys_of_repeatable_events_name_the_time() {
     assert_eq!(MailEvent::Scheduled.outbox_key(first), "scheduled");
     assert_eq!(MailEvent::Completed.outbox_key(first), "completed");
     assert_eq!(MailEvent::Failed.outbox_key(first), "failed");
-    let rescheduled = MailEvent::Rescheduled(moved.unwrap());
+    let rescheduled = MailEvent::Rescheduled(at(2026, 12, 8, 14, 30));
     assert_eq!(rescheduled.outbox_key(first), rescheduled.as_key());
     // The rendered mail carries the same key.
     let mail = render(&reminder, &context(), "dba@example.com");

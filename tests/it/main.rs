@@ -7,3 +7,4 @@ mod harness_test;
 mod store_test;
 mod engine_test;
 mod kill_test;
+mod notify_test;
