@@ -587,8 +587,21 @@ impl Notifier {
         built.map_err(|e| refuse(format!("building the mail: {e}")))
     }
 
+    /// One mail, within `send_timeout` all told (lettre's own timeout is per
+    /// command), so a batch always ends within its lease.
     async fn send(&self, mail: &QueuedMail) -> Result<(), SendFailure> {
         let message = self.message(mail)?;
+        match tokio::time::timeout(self.send_timeout, self.send_message(message)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendFailure {
+                text: format!("no answer within {:?}", self.send_timeout),
+                permanent: false,
+                outage: true,
+            }),
+        }
+    }
+
+    async fn send_message(&self, message: Message) -> Result<(), SendFailure> {
         match &self.transport {
             Transport::Smtp { transport, .. } => match transport.send(message).await {
                 Ok(_) => Ok(()),
