@@ -2,13 +2,14 @@
 //!
 //! The library holds everything the `pgmaint` binary, the integration tests and
 //! the benchmarks share. Dependencies point downwards:
-//! cli/daemon -> engine -> {store, provider, pg, endpoint} -> model/schedule.
+//! cli/daemon -> engine -> {store, provider, pg, endpoint, notify} -> model/schedule.
 
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod endpoint;
 pub mod model;
+pub mod notify;
 pub mod pg;
 pub mod provider;
 pub mod schedule;

@@ -8,10 +8,12 @@ mod apps;
 mod fleet;
 mod leases;
 mod maintenances;
+mod outbox;
 
 pub use apps::AppRecord;
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
+pub use outbox::{OutgoingMail, QueuedMail};
 
 use std::time::Duration;
 

@@ -8,3 +8,4 @@ mod store_test;
 mod daemon_test;
 mod engine_test;
 mod kill_test;
+mod notify_test;
