@@ -22,6 +22,7 @@ use crate::config::{Config, StateLocation};
 use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
 use crate::model::Reason;
+use crate::notify::Notifier;
 use crate::pg::Server;
 use crate::provider::local::{start_embedded_state, LocalProvider};
 use crate::store::{MaintenanceRecord, MaintenanceState, Store};
@@ -52,9 +53,12 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let provider = LocalProvider::open(data_dir).await?;
     let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone()).with_port(config.endpoint.port);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
+    let notifier = Notifier::from_config(config, store.clone())?;
+    tracing::info!(mail = %notifier.describe(), "owner mail");
     Ok(Engine::new(store, provider, endpoint, config.daemon.node_name())
         .with_claim_lease(config.daemon.lease)
-        .with_failpoint(failpoint))
+        .with_failpoint(failpoint)
+        .with_notifier(notifier))
 }
 
 /// What this daemon process is doing for one maintenance.
@@ -150,7 +154,9 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
                 engine.replan(&maintenance, now).await?;
             }
         }
+        engine.queue_reminders(now, &config.notify.lead_times).await?;
     }
+    engine.deliver_mail().await;
     for maintenance in engine.store().unfinished_maintenances().await? {
         if work.contains_key(&maintenance.id) {
             continue;

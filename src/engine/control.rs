@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::model::{PendingStatus, Plan, Reason, Replacement, Strategy};
+use crate::notify::MailEvent;
 use crate::schedule::{self, Blackout, Window};
 use crate::store::{AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
 
@@ -226,7 +227,18 @@ impl Engine {
         let planned = schedule::plan(&window, length, maintenance.required_by, now, None, &blackouts)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let forced = planned.forced.map(|reason| reason.to_string());
-        Ok(self.store.schedule_maintenance(maintenance.id, planned.scheduled_for, planned.window_end, forced.as_deref()).await?)
+        let changed = self.store.schedule_maintenance(maintenance.id, planned.scheduled_for, planned.window_end, forced.as_deref()).await?;
+        if changed {
+            let event = match maintenance.scheduled_for {
+                None => MailEvent::Scheduled,
+                Some(_) => MailEvent::Rescheduled(planned.scheduled_for),
+            };
+            self.tell_owners(maintenance, event).await;
+            if forced.is_some() {
+                self.tell_owners(maintenance, MailEvent::Forced).await;
+            }
+        }
+        Ok(changed)
     }
 
     /// Sets a database's window (keeping its length) and re-plans its pending maintenance.

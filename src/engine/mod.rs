@@ -10,6 +10,7 @@
 mod control;
 mod failpoint;
 mod fleet;
+mod mail;
 mod restart;
 mod run;
 mod switch;
@@ -22,6 +23,7 @@ pub use fleet::DatabaseSpec;
 pub use run::RunReport;
 
 use crate::endpoint::{EndpointError, PgBouncer};
+use crate::notify::Notifier;
 use crate::pg::{PgError, Server};
 use crate::provider::local::{Cluster, LocalProvider};
 use crate::provider::ProviderError;
@@ -68,18 +70,25 @@ pub struct Engine {
     node: String,
     claim_lease: Duration,
     failpoint: Option<Failpoint>,
+    notifier: Option<Notifier>,
 }
 
 impl Engine {
     /// `node` names this runner in claims (e.g. host and pid).
     pub fn new(store: Store, provider: LocalProvider, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
-        Engine { store, provider, endpoint, node: node.into(), claim_lease: DEFAULT_CLAIM_LEASE, failpoint: None }
+        Engine { store, provider, endpoint, node: node.into(), claim_lease: DEFAULT_CLAIM_LEASE, failpoint: None, notifier: None }
     }
 
     /// How long a claim lasts without renewal: another daemon takes over a
     /// maintenance this long after its runner died. Runs renew it every third of it.
     pub fn with_claim_lease(mut self, lease: Duration) -> Engine {
         self.claim_lease = lease;
+        self
+    }
+
+    /// Owners are mailed through `notifier` (without one, no mail is queued).
+    pub fn with_notifier(mut self, notifier: Notifier) -> Engine {
+        self.notifier = Some(notifier);
         self
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::model::Strategy;
+use crate::notify::MailEvent;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
 use super::{Engine, EngineError, EngineResult, Phase};
@@ -46,6 +47,7 @@ impl Engine {
             self.prepare_claimed(&mut run).await?;
         }
         self.store.set_maintenance_state(claim, MaintenanceState::Running).await?;
+        self.tell_owners(&run.maintenance, MailEvent::Started).await;
         let result = match run.strategy {
             Strategy::Restart => self.restart(&mut run).await,
             Strategy::Switchover | Strategy::Failover => self.switch(&mut run).await,
@@ -55,17 +57,23 @@ impl Engine {
         let outcome = match result {
             Ok(()) => {
                 self.store.finish_maintenance(claim, MaintenanceState::Completed, "completed", None, None).await?;
+                self.tell_owners(&run.maintenance, MailEvent::Completed).await;
                 "completed".to_string()
             }
             Err(EngineError::Postponed(why)) => {
                 self.store.record_step(claim, "postponed", StepStatus::Done, json!({ "why": why })).await?;
                 self.store.set_maintenance_state(claim, MaintenanceState::Ready).await?;
                 self.store.release_claim(claim).await?;
+                self.tell_owners(&run.maintenance, MailEvent::Postponed).await;
+                // The next window, not right away again.
+                let latest = self.store.maintenance(id).await?;
+                self.replan(&latest, chrono::Utc::now() + chrono::TimeDelta::minutes(1)).await?;
                 format!("postponed: {why}")
             }
             Err(error) => {
                 let message = error.to_string();
                 self.store.finish_maintenance(claim, MaintenanceState::Failed, "failed", Some(&message), None).await?;
+                self.tell_owners(&run.maintenance, MailEvent::Failed).await;
                 return Err(error);
             }
         };

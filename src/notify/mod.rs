@@ -342,23 +342,6 @@ fn expectation(strategy: &str) -> Option<&'static str> {
     })
 }
 
-/// The lead-time reminders due at `now` for a maintenance at `scheduled_for`:
-/// every lead with `scheduled_for - lead <= now < scheduled_for`, in the order
-/// given. A reminder whose moment passed while the maintenance was planned late
-/// (or the daemon was down) is still due; the outbox sends each one once.
-pub fn reminders_due(scheduled_for: DateTime<Utc>, now: DateTime<Utc>, lead_times: &[Duration]) -> Vec<Duration> {
-    if now >= scheduled_for {
-        return Vec::new();
-    }
-    lead_times
-        .iter()
-        .copied()
-        .filter(|lead| match chrono::Duration::from_std(*lead) {
-            Ok(lead) => scheduled_for.checked_sub_signed(lead).map_or(true, |moment| now >= moment),
-            Err(_) => true, // longer than chrono can express: due since forever
-        })
-        .collect()
-}
 
 /// The wait before retry number `attempts + 1`: `base` doubled per failed
 /// attempt so far, at most `max` (no jitter).

@@ -216,22 +216,6 @@ fn no_invite_without_a_time() {
 }
 
 #[test]
-fn reminders_due_between_lead_and_start() {
-    let leads = [Duration::from_secs(7 * DAY), Duration::from_secs(DAY)];
-    let start = at(2026, 12, 1, 14, 30);
-    let secs = |s: i64| chrono::Duration::seconds(s);
-    assert!(reminders_due(start, start - secs(7 * DAY as i64 + 1), &leads).is_empty(), "too early");
-    assert_eq!(reminders_due(start, start - secs(7 * DAY as i64), &leads), [leads[0]], "exactly at the lead");
-    assert_eq!(reminders_due(start, start - secs(3 * DAY as i64), &leads), [leads[0]]);
-    assert_eq!(reminders_due(start, start - secs(DAY as i64), &leads), leads);
-    assert_eq!(reminders_due(start, start - secs(1), &leads), leads);
-    assert!(reminders_due(start, start, &leads).is_empty(), "at the start it is no longer a reminder");
-    assert!(reminders_due(start, start + secs(60), &leads).is_empty());
-    assert!(reminders_due(start, start - secs(60), &[]).is_empty());
-    assert_eq!(reminders_due(start, start - secs(60), &[Duration::MAX]), [Duration::MAX]);
-}
-
-#[test]
 fn backoff_doubles_to_the_cap() {
     let base = Duration::from_secs(5);
     let max = Duration::from_secs(600);

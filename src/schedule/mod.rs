@@ -17,6 +17,7 @@ mod error;
 mod fleet;
 mod occurrence;
 mod planner;
+mod reminders;
 mod timestamp;
 mod window;
 
@@ -30,6 +31,7 @@ pub use duration::{
 pub use error::ScheduleError;
 pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE};
 pub use occurrence::{next_occurrence, start_on, Occurrence};
+pub use reminders::reminders_due;
 pub use planner::{normalize_blackouts, plan, ForcedReason, Plan};
 pub use timestamp::{format_timestamp, parse_timestamp};
 pub use window::{parse_day, parse_zone, Described, Window};

@@ -134,3 +134,40 @@ async fn restart_pauses_instead_of_failing_clients() {
     let (report, _) = run_under_load(&engine, "blog", Reason::Settings).await;
     assert_eq!(report.strategy.as_str(), "restart");
 }
+
+#[tokio::test]
+async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
+    let env = TestEnv::new("engine-postpone");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("stock", "standard-0", None)).await.unwrap();
+    let database = engine.store().database_named("stock").await.unwrap();
+    let old = engine.store().current_instance(database.id).await.unwrap();
+    let url = engine.endpoint().client_conninfo("stock");
+    workload::prepare(&url).await.unwrap();
+    let maintenance = engine.require_maintenance("stock", Reason::OsPatch, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    engine.prepare_maintenance(maintenance.id).await.unwrap();
+
+    // Cut the replacement off from the primary: from now on it misses commits.
+    let candidate_id = engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap();
+    let candidate = engine.provider().cluster(&engine.store().instance(candidate_id).await.unwrap().location);
+    crate::harness::connect(&candidate)
+        .await
+        .batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'; SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let writers = Workload::start(&url, 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = engine.run_maintenance(maintenance.id).await.expect("a postponement is not an error");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = writers.stop().await.unwrap();
+
+    assert!(report.outcome.starts_with("postponed"), "outcome {}", report.outcome);
+    assert_eq!(engine.store().current_instance(database.id).await.unwrap().id, old.id, "the database moved");
+    let in_recovery: bool = crate::harness::connect(&candidate).await.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    assert!(in_recovery, "a candidate that lacks commits was promoted");
+    assert_eq!(load.client_errors, 0, "client errors: {:?}", load.error_samples);
+    assert!(load.lost_on(&url).await.unwrap().is_empty(), "commits lost");
+    let record = engine.store().maintenance(maintenance.id).await.unwrap();
+    assert_eq!(record.state, MaintenanceState::Ready, "a postponed maintenance waits for its next window");
+    assert!(record.scheduled_for.unwrap() > Utc::now(), "not re-planned into the future");
+}

@@ -151,7 +151,7 @@ async fn fixture(env: &TestEnv, owners: &[&str]) -> Fixture {
     let required_by = Utc::now() + chrono::Duration::days(10);
     let m = store.insert_maintenance(db.id, "os-patch", "switchover", required_by).await.unwrap();
     let scheduled_for = Utc::now() + chrono::Duration::days(6);
-    store.schedule_maintenance(m.id, scheduled_for, false, None).await.unwrap();
+    store.schedule_maintenance(m.id, scheduled_for, None, None).await.unwrap();
     let maintenance = store.maintenance(m.id).await.unwrap();
     Fixture { store, maintenance, owners }
 }

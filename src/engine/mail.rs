@@ -1,0 +1,85 @@
+//! Telling a database's owners: which event, with what facts. Queuing goes
+//! through the outbox, so a failure here never stops a maintenance; it is
+//! logged and the outbox's exactly-once keys make a retry harmless.
+
+use std::time::Duration;
+
+use crate::notify::{MailContext, MailEvent};
+use crate::store::MaintenanceRecord;
+
+use super::{Engine, EngineResult};
+
+impl Engine {
+    /// Queues `event` of `maintenance` for every owner of its database.
+    pub(super) async fn tell_owners(&self, maintenance: &MaintenanceRecord, event: MailEvent) {
+        let Some(notifier) = &self.notifier else { return };
+        let queued = async {
+            let ctx = self.mail_context(maintenance.id).await?;
+            let database = self.store.database(maintenance.database_id).await?;
+            Ok::<_, super::EngineError>(notifier.queue(&event, &ctx, &database.owners).await)
+        }
+        .await;
+        match queued {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(maintenance = maintenance.id, %error, "could not queue owner mail"),
+            Err(error) => tracing::warn!(maintenance = maintenance.id, %error, "could not queue owner mail"),
+        }
+    }
+
+    /// The facts a mail about maintenance `id` states, read fresh from the store.
+    async fn mail_context(&self, id: i64) -> EngineResult<MailContext> {
+        let m = self.store.maintenance(id).await?;
+        let database = self.store.database(m.database_id).await?;
+        let status_line = match self.maintenance_view(&database).await? {
+            Some(view) if view.id == m.id => view.status_line,
+            _ => format!("Maintenance {} ({})", m.state.as_str(), m.outcome.as_deref().unwrap_or("")),
+        };
+        let duration = match (m.started_at, m.finished_at) {
+            (Some(s), Some(f)) => (f - s).to_std().ok(),
+            _ => None,
+        };
+        Ok(MailContext {
+            maintenance_id: m.id,
+            database: database.name,
+            plan: database.plan,
+            strategy: m.strategy,
+            reason: m.reason,
+            status_line,
+            scheduled_for: m.scheduled_for,
+            window_end: m.window_end,
+            required_by: m.required_by,
+            duration,
+            write_pause_ms: m.write_pause_ms,
+            error: m.error,
+            forced_reason: m.forced_reason,
+        })
+    }
+
+    /// Queues the reminders now due for every planned maintenance.
+    pub async fn queue_reminders(&self, now: chrono::DateTime<chrono::Utc>, lead_times: &[Duration]) -> EngineResult<()> {
+        if self.notifier.is_none() {
+            return Ok(());
+        }
+        for maintenance in self.store.unfinished_maintenances().await? {
+            let Some(at) = maintenance.scheduled_for else { continue };
+            for lead in crate::schedule::reminders_due(at, now, lead_times) {
+                self.tell_owners(&maintenance, MailEvent::Reminder(lead)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the mail that is due (any daemon may; the outbox hands each mail to one).
+    pub async fn deliver_mail(&self) {
+        if let Some(notifier) = &self.notifier {
+            match notifier.deliver_due().await {
+                Ok(report) if report.failed > 0 => tracing::warn!(sent = report.sent, failed = report.failed, "some owner mail could not be sent yet"),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "owner mail delivery failed"),
+            }
+            if let Ok(depth) = self.store.outbox_depth().await {
+                metrics::gauge!("pgmaint_outbox_depth").set(depth as f64);
+            }
+        }
+    }
+}
