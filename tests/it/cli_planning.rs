@@ -38,12 +38,12 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
-fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pgmaint-cli-planning-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A file in a fresh directory that is removed when the returned guard drops.
+fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, contents).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
@@ -159,7 +159,7 @@ blackouts = ["2026-12-01T00:00:00Z/2026-12-09T00:00:00Z"]
 
 #[test]
 fn plan_fleet_json() {
-    let path = temp_file("fleet.toml", FLEET);
+    let (_path_dir, path) = temp_file("fleet.toml", FLEET);
     let out = json(&ok(&["plan", "--fleet", path.to_str().unwrap(), "--from", "2026-12-01T00:00:00Z", "--to", "2026-12-21T00:00:00Z", "--json"]));
     assert_eq!(out["from"], "2026-12-01T00:00:00Z");
     assert_eq!(out["to"], "2026-12-21T00:00:00Z");
@@ -206,18 +206,18 @@ fn plan_fleet_example_file_and_table() {
 
 #[test]
 fn plan_fleet_errors_name_file_database_and_key() {
-    let bad_day = temp_file("bad-day.toml", &FLEET.replace("Sunday 10:00", "Sundy 10:00"));
+    let (_bad_day_dir, bad_day) = temp_file("bad-day.toml", &FLEET.replace("Sunday 10:00", "Sundy 10:00"));
     let err = usage_error(&["plan", "--fleet", bad_day.to_str().unwrap(), "--from", "2027-01-01T00:00:00Z", "--to", "2027-02-01T00:00:00Z"]);
     assert!(err.contains("bad-day.toml:14:") && err.contains("\"billing\"") && err.contains("window") && err.contains("unknown day \"Sundy\""), "{err}");
-    let unknown_key = temp_file("unknown-key.toml", &FLEET.replace("every = \"90d\"", "evrey = \"90d\""));
+    let (_unknown_key_dir, unknown_key) = temp_file("unknown-key.toml", &FLEET.replace("every = \"90d\"", "evrey = \"90d\""));
     let err = usage_error(&["plan", "--fleet", unknown_key.to_str().unwrap(), "--from", "2027-01-01T00:00:00Z", "--to", "2027-02-01T00:00:00Z"]);
     assert!(err.contains("unknown-key.toml:8:") && err.contains("\"orders\"") && err.contains("evrey"), "{err}");
-    let broken = temp_file("broken.toml", "[[database]\nname = ");
+    let (_broken_dir, broken) = temp_file("broken.toml", "[[database]\nname = ");
     let err = usage_error(&["plan", "--fleet", broken.to_str().unwrap(), "--from", "2027-01-01T00:00:00Z", "--to", "2027-02-01T00:00:00Z"]);
     assert!(err.contains("broken.toml:1:"), "{err}");
     let err = usage_error(&["plan", "--fleet", "/nonexistent/fleet.toml", "--from", "2027-01-01T00:00:00Z", "--to", "2027-02-01T00:00:00Z"]);
     assert!(err.contains("/nonexistent/fleet.toml"), "{err}");
-    let path = temp_file("fleet.toml", FLEET);
+    let (_path_dir, path) = temp_file("fleet.toml", FLEET);
     assert!(usage_error(&["plan", "--fleet", path.to_str().unwrap(), "--from", "2027-02-01T00:00:00Z", "--to", "2027-01-01T00:00:00Z"]).contains("--to"));
     assert!(usage_error(&["plan", "--fleet", path.to_str().unwrap(), "--from", "2027-02-01", "--to", "2027-03-01T00:00:00Z"]).contains("--from"));
 }
