@@ -3,8 +3,9 @@
 //! Each verb returns `Result<(), Failure>`; `main` prints the failure's one-line
 //! message on stderr and exits with its code, so no verb ever panics on bad input.
 
-pub mod config_check;
 pub mod bench_maintenance;
+pub mod bench_planner;
+pub mod config_check;
 pub mod daemon;
 pub mod demo;
 pub mod planning;

@@ -82,7 +82,7 @@ impl fmt::Display for FleetError {
         }
         // Messages from toml may span lines; keep to one.
         let mut lines = self.message.lines().map(str::trim).filter(|l| !l.is_empty());
-        f.write_str(&lines.next().unwrap_or("").to_string())?;
+        f.write_str(lines.next().unwrap_or(""))?;
         for more in lines {
             write!(f, " {more}")?;
         }

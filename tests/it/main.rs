@@ -1,11 +1,12 @@
 //! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
 
+mod cli_planning;
 mod config_test;
+mod daemon_test;
 mod endpoint_pgbouncer;
+mod engine_test;
 mod harness;
 mod harness_test;
-mod store_test;
-mod daemon_test;
-mod engine_test;
 mod kill_test;
 mod notify_test;
+mod store_test;
