@@ -24,6 +24,7 @@ use crate::engine::{Engine, EngineError, Failpoint};
 use crate::model::Reason;
 use crate::notify::Notifier;
 use crate::pg::Server;
+use crate::schedule::PERIODIC_NOTICE;
 use crate::provider::local::{start_embedded_state, LocalProvider};
 use crate::store::{MaintenanceRecord, MaintenanceState, Store};
 
@@ -31,8 +32,6 @@ use crate::store::{MaintenanceRecord, MaintenanceState, Store};
 const SCHEDULER_LEASE: &str = "scheduler";
 /// A detected restart-only maintenance (settings, minor upgrade) is required within this.
 const DETECTED_RESTART_DEADLINE: TimeDelta = TimeDelta::days(7);
-/// A periodic maintenance is required this long before its deadline, so it can be planned into a window.
-const PERIODIC_NOTICE: TimeDelta = TimeDelta::days(14);
 
 /// How a daemon is started: its configuration, and whether to make one pass only.
 #[derive(Debug, Clone)]

@@ -20,6 +20,10 @@ use super::{
 /// The cadence when a database names none: 90 days.
 pub const DEFAULT_EVERY: TimeDelta = TimeDelta::days(90);
 /// The most maintenances one database may have in one calendar.
+/// A periodic maintenance becomes known (and planned) this long before its
+/// required-by time, so it can be put into a window ahead of the deadline.
+pub const PERIODIC_NOTICE: TimeDelta = TimeDelta::days(14);
+
 pub const MAX_MAINTENANCES_PER_DATABASE: usize = 100_000;
 
 /// A parsed, validated fleet file.
@@ -173,9 +177,10 @@ impl Fleet {
     /// by `scheduled_for` then database name.
     ///
     /// For each database the first maintenance is planned with now = `from`
-    /// and the file's `required_by`; each next one with now = the previous
-    /// `scheduled_for` + length and required-by = the previous
-    /// `scheduled_for` + `every`, while `scheduled_for` < `to`.
+    /// and the file's `required_by`; each next one is required by the previous
+    /// `scheduled_for` + `every` and becomes known (is planned from)
+    /// [`PERIODIC_NOTICE`] before that, as the daemon does, but never before
+    /// the previous one ended; while `scheduled_for` < `to`.
     pub fn plan(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<PlannedMaintenance<'_>>, FleetError> {
         let mut out = Vec::new();
         let mut blackouts = Vec::new();
@@ -199,12 +204,13 @@ impl Fleet {
                     return Err(fail(format!("more than {MAX_MAINTENANCES_PER_DATABASE} maintenances in the range; is `every` too short?")));
                 }
                 out.push(PlannedMaintenance { database: db, required_by, plan: planned });
-                let (Some(next_now), Some(next_required_by)) =
+                let (Some(previous_end), Some(next_required_by)) =
                     (planned.scheduled_for.checked_add_signed(db.length), planned.scheduled_for.checked_add_signed(db.every))
                 else {
                     break;
                 };
-                (now, required_by) = (next_now, next_required_by);
+                let known_from = next_required_by.checked_sub_signed(PERIODIC_NOTICE).unwrap_or(previous_end);
+                (now, required_by) = (previous_end.max(known_from), next_required_by);
             }
         }
         out.sort_by(|a, b| (a.plan.scheduled_for, &a.database.name).cmp(&(b.plan.scheduled_for, &b.database.name)));
@@ -299,12 +305,17 @@ required_by = "2027-01-01T00:00:00Z"
             ("billing", "2027-01-01T00:00:00Z", "2026-12-02T22:00:00Z", false),
             // Sunday 2026-12-06 02:30 EST = 07:30Z.
             ("orders", "2027-01-20T00:00:00Z", "2026-12-06T07:30:00Z", false),
-            ("billing", "2027-03-02T22:00:00Z", "2026-12-09T22:00:00Z", false),
-            ("orders", "2027-03-06T07:30:00Z", "2026-12-13T07:30:00Z", false),
+            // The next ones are known 14 days before their deadline (previous + 90 days)
+            // and go into the first window after that.
+            ("billing", "2027-03-02T22:00:00Z", "2027-02-17T22:00:00Z", false),
+            ("orders", "2027-03-06T07:30:00Z", "2027-02-21T07:30:00Z", false),
         ];
         assert_eq!(&got[..4], &expected.map(|(a, b, c, d)| (a, b.to_string(), c.to_string(), d)));
-        // Each next maintenance is planned as soon as allowed: right after the previous one.
-        assert!(got.len() > 50);
+        // Every 90 days at most, and never much earlier than needed: 4 to 5 a year each.
+        for name in ["orders", "billing"] {
+            let count = got.iter().filter(|m| m.0 == name).count();
+            assert!((4..=5).contains(&count), "{name}: {count} maintenances in a year");
+        }
         assert!(got.windows(2).all(|w| (&w[0].2, w[0].0) <= (&w[1].2, w[1].0)));
     }
 

@@ -29,7 +29,7 @@ pub use duration::{
     check_window_length, format_duration, parse_duration, parse_window_length, DEFAULT_WINDOW_LENGTH, MAX_WINDOW_LENGTH, MIN_WINDOW_LENGTH,
 };
 pub use error::ScheduleError;
-pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE};
+pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE, PERIODIC_NOTICE};
 pub use occurrence::{next_occurrence, start_on, Occurrence};
 pub use reminders::reminders_due;
 pub use planner::{normalize_blackouts, plan, ForcedReason, Plan};

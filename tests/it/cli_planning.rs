@@ -170,14 +170,6 @@ fn plan_fleet_json() {
         {"database": "billing", "window": "Sundays 10:00 to 14:00 UTC", "required_by": "2026-12-10T00:00:00Z",
          "scheduled_for": "2026-12-09T20:00:00Z", "window_end": null, "forced": true,
          "reason": "every window before the required-by time overlaps a blackout"},
-        {"database": "orders", "window": "Sundays 02:30 to 06:30 America/New_York", "required_by": "2027-03-06T07:30:00Z",
-         "scheduled_for": "2026-12-13T07:30:00Z", "window_end": "2026-12-13T11:30:00Z", "forced": false, "reason": null},
-        {"database": "billing", "window": "Sundays 10:00 to 14:00 UTC", "required_by": "2027-03-09T20:00:00Z",
-         "scheduled_for": "2026-12-13T10:00:00Z", "window_end": "2026-12-13T14:00:00Z", "forced": false, "reason": null},
-        {"database": "orders", "window": "Sundays 02:30 to 06:30 America/New_York", "required_by": "2027-03-13T07:30:00Z",
-         "scheduled_for": "2026-12-20T07:30:00Z", "window_end": "2026-12-20T11:30:00Z", "forced": false, "reason": null},
-        {"database": "billing", "window": "Sundays 10:00 to 14:00 UTC", "required_by": "2027-03-13T10:00:00Z",
-         "scheduled_for": "2026-12-20T10:00:00Z", "window_end": "2026-12-20T14:00:00Z", "forced": false, "reason": null},
     ]);
     assert_eq!(out["maintenances"], expected);
     // Key order in the JSON objects is as documented.
@@ -190,9 +182,10 @@ fn plan_fleet_example_file_and_table() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet.toml");
     let out = json(&ok(&["plan", "--fleet", example, "--from", "2027-01-01T00:00:00Z", "--to", "2028-01-01T00:00:00Z", "--json"]));
     let maintenances = out["maintenances"].as_array().unwrap();
-    assert!(maintenances.len() > 100, "a year of three weekly windows");
-    for name in ["orders", "billing", "analytics"] {
-        assert!(maintenances.iter().any(|m| m["database"] == name), "{name} missing");
+    // Each database at least every `every` (90d, 30d, 90d), planned shortly before each deadline.
+    for (name, least, most) in [("orders", 4, 5), ("billing", 12, 14), ("analytics", 4, 5)] {
+        let count = maintenances.iter().filter(|m| m["database"] == name).count();
+        assert!((least..=most).contains(&count), "{name}: {count} maintenances in a year");
     }
     let keys: Vec<_> = maintenances.iter().map(|m| (m["scheduled_for"].as_str().unwrap(), m["database"].as_str().unwrap())).collect();
     assert!(keys.windows(2).all(|w| w[0] <= w[1]), "not sorted by scheduled_for then database");
