@@ -107,9 +107,8 @@ pub async fn serve(engine: Arc<Engine>, config: &Config, once: bool, stop: impl 
         let status = format!("{running} maintenance(s) running, {} preparing", work.len() - running);
         notify_systemd(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
         if once {
-            for (_, w) in work.drain() {
-                let (Work::Prepare(handle) | Work::Run(handle)) = w;
-                let _ = handle.await;
+            for (id, w) in work.drain() {
+                reap(id, w).await;
             }
             break;
         }
@@ -145,7 +144,12 @@ async fn shut_down(engine: &Engine, work: HashMap<i64, Work>) {
 
 /// One pass: the leader plans and detects; then this daemon starts what is due.
 async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &mut HashMap<i64, Work>) -> anyhow::Result<()> {
-    work.retain(|_, w| !w.is_finished());
+    let finished: Vec<i64> = work.iter().filter(|(_, w)| w.is_finished()).map(|(id, _)| *id).collect();
+    for id in finished {
+        if let Some(w) = work.remove(&id) {
+            reap(id, w).await;
+        }
+    }
     if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
         detect(engine, config, now).await?;
         for maintenance in engine.store().unfinished_maintenances().await? {
@@ -173,6 +177,15 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
         }
     }
     Ok(())
+}
+
+/// Waits for a task and logs a panic in it: the maintenance stays claimed and
+/// `running`, and the next pass (of this or another daemon) resumes it.
+async fn reap(id: i64, work: Work) {
+    let (Work::Prepare(handle) | Work::Run(handle)) = work;
+    if let Err(error) = handle.await {
+        tracing::error!(maintenance = id, %error, "maintenance task panicked; it will be resumed");
+    }
 }
 
 /// Unplanned, or planned into a window that has already ended unrun (the

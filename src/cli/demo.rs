@@ -130,6 +130,7 @@ async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::
     }
     let _ = stop_tx.send(());
     daemon.await??;
+    engine.deliver_mail().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     println!("\nSummary ({:.0} s):", started.elapsed().as_secs_f64());
@@ -151,6 +152,8 @@ async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::
             lost
         );
     }
+    let mails = std::fs::read_dir(&config.notify.mail_dir).map(|d| d.count()).unwrap_or(0);
+    println!("\nOwner emails (scheduled, reminders, started, completed; each with the status line, invites as .ics): {mails} files in {}", config.notify.mail_dir.display());
     Ok(())
 }
 
