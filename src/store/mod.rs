@@ -7,6 +7,7 @@
 mod apps;
 mod fleet;
 mod maintenances;
+mod metrics;
 
 pub use apps::AppRecord;
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
