@@ -1,5 +1,6 @@
 //! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
 
+mod api_test;
 mod config_test;
 mod endpoint_pgbouncer;
 mod harness;
