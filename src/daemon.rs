@@ -18,6 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::api;
 use crate::config::{Config, StateLocation};
 use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
@@ -91,7 +92,17 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
 pub async fn serve(engine: Arc<Engine>, config: &Config, once: bool, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     engine.publish_routes().await?;
     let nudge = Arc::new(Notify::new());
-    notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving as {}", engine.node()))]);
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_config = config.api.clone();
+    let (api_engine, api_nudge) = (engine.clone(), nudge.clone());
+    let mut api_task = tokio::spawn(async move {
+        api::serve(api_engine, &api_config, api_nudge, api::install_metrics(), async move {
+            let _ = api_stopped.await;
+        })
+        .await
+    });
+    wait_for_socket(&config.api.socket, &mut api_task).await?;
+    notify_systemd(&[NotifyState::Ready, NotifyState::Status(&format!("serving as {} on {}", engine.node(), config.api.socket.display()))]);
     let watchdog = watchdog_interval();
     tokio::pin!(stop);
 
@@ -102,7 +113,7 @@ pub async fn serve(engine: Arc<Engine>, config: &Config, once: bool, stop: impl 
         if let Err(error) = pass(&engine, config, now, &mut work).await {
             tracing::error!(error = %format!("{error:#}"), "daemon pass failed");
         }
-        metrics::histogram!("pgmaint_tick_seconds").record(started.elapsed().as_secs_f64());
+        api::metrics::record_tick(started.elapsed());
         let running = work.values().filter(|w| matches!(w, Work::Run(_))).count();
         let status = format!("{running} maintenance(s) running, {} preparing", work.len() - running);
         notify_systemd(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
@@ -120,9 +131,30 @@ pub async fn serve(engine: Arc<Engine>, config: &Config, once: bool, stop: impl 
             _ = tokio::time::sleep(sleep) => {}
             _ = nudge.notified() => {}
             _ = &mut stop => break,
+            result = &mut api_task => {
+                shut_down(&engine, work).await;
+                result??;
+                anyhow::bail!("the control API stopped");
+            }
         }
     }
     shut_down(&engine, work).await;
+    let _ = stop_api.send(());
+    api_task.await??;
+    Ok(())
+}
+
+/// Waits until the API's socket exists (it serves), or fails with the API's error.
+async fn wait_for_socket(socket: &std::path::Path, api_task: &mut JoinHandle<Result<(), api::ApiError>>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        if api_task.is_finished() {
+            api_task.await??;
+            anyhow::bail!("the control API stopped before it served");
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the control API did not come up at {}", socket.display());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     Ok(())
 }
 
@@ -200,7 +232,7 @@ fn spawn_run(engine: Arc<Engine>, id: i64) -> JoinHandle<()> {
         match engine.run_maintenance(id).await {
             Ok(report) => {
                 if let Some(pause) = report.write_pause {
-                    metrics::gauge!("pgmaint_last_write_pause_ms").set(pause.as_secs_f64() * 1000.0);
+                    api::metrics::record_write_pause(pause);
                 }
                 tracing::info!(maintenance = id, strategy = %report.strategy, outcome = %report.outcome, "maintenance finished");
             }

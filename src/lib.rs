@@ -2,8 +2,9 @@
 //!
 //! The library holds everything the `pgmaint` binary, the integration tests and
 //! the benchmarks share. Dependencies point downwards:
-//! cli/daemon -> engine -> {store, provider, pg, endpoint, notify} -> model/schedule.
+//! cli/api/daemon -> engine -> {store, provider, pg, endpoint, notify} -> model/schedule.
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod engine;

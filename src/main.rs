@@ -31,6 +31,9 @@ enum Command {
     /// The daemon's configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The control verbs (databases, info, maintenance, wait, apps): clients of the daemon's API.
+    #[command(flatten)]
+    Control(cli::control::ControlCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Failover(args)) => cli::bench_maintenance::bench(Strategy::Failover, args),
         Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),
         Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
+        Command::Control(command) => cli::control::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

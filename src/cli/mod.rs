@@ -3,6 +3,7 @@
 //! Each verb returns `Result<(), Failure>`; `main` prints the failure's one-line
 //! message on stderr and exits with its code, so no verb ever panics on bad input.
 
+pub mod control;
 pub mod bench_maintenance;
 pub mod bench_planner;
 pub mod config_check;

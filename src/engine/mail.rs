@@ -77,9 +77,6 @@ impl Engine {
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "owner mail delivery failed"),
             }
-            if let Ok(depth) = self.store.outbox_depth().await {
-                metrics::gauge!("pgmaint_outbox_depth").set(depth as f64);
-            }
         }
     }
 }

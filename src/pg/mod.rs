@@ -209,14 +209,16 @@ impl Server {
     }
 
     /// Points a standby at another primary (PG >= 13 applies this on reload).
+    /// Each ALTER SYSTEM goes alone: in one multi-statement string they would
+    /// run in an implicit transaction, which ALTER SYSTEM refuses.
     pub async fn set_primary(&self, primary_conninfo: &str, slot: Option<&str>) -> PgResult<()> {
-        let mut sql = format!("ALTER SYSTEM SET primary_conninfo = {};", literal(primary_conninfo));
-        match slot {
-            Some(slot) => sql.push_str(&format!("ALTER SYSTEM SET primary_slot_name = {};", literal(slot))),
-            None => sql.push_str("ALTER SYSTEM RESET primary_slot_name;"),
-        }
-        sql.push_str("SELECT pg_reload_conf();");
-        self.execute("repoint primary_conninfo", &sql).await
+        self.execute("repoint primary_conninfo", &format!("ALTER SYSTEM SET primary_conninfo = {}", literal(primary_conninfo))).await?;
+        let slot_sql = match slot {
+            Some(slot) => format!("ALTER SYSTEM SET primary_slot_name = {}", literal(slot)),
+            None => "ALTER SYSTEM RESET primary_slot_name".to_string(),
+        };
+        self.execute("repoint primary_slot_name", &slot_sql).await?;
+        self.execute("reload configuration", "SELECT pg_reload_conf()").await
     }
 
     /// The standby's WAL receiver, if one is running.

@@ -8,6 +8,7 @@ mod apps;
 mod fleet;
 mod leases;
 mod maintenances;
+mod metrics;
 mod outbox;
 
 pub use apps::AppRecord;

@@ -13,22 +13,25 @@ use pgmaint::store::MaintenanceState;
 use crate::engine_test::{engine, spec};
 use crate::harness::TestEnv;
 
-/// A config file for daemons sharing the test's state store, with short leases.
-fn write_config(env: &TestEnv) -> std::path::PathBuf {
+/// A config file for daemon `node` sharing the test's state store, with
+/// short leases and its own API socket.
+fn write_config(env: &TestEnv, node: &str) -> std::path::PathBuf {
     let state = env.dir.join("state");
     let text = format!(
-        "[daemon]\ndata_dir = \"{}\"\ntick = \"1s\"\nlease = \"2s\"\n\n[state]\nurl = \"postgresql://postgres@localhost/postgres?host={}&port=5432\"\n",
+        "[daemon]\ndata_dir = \"{}\"\ntick = \"1s\"\nlease = \"2s\"\n\n[state]\nurl = \"postgresql://postgres@localhost/postgres?host={}&port=5432\"\n\n[api]\nsocket = \"{}\"\n",
         env.dir.join("d").display(),
-        state.display()
+        state.display(),
+        env.dir.join(format!("{node}.sock")).display()
     );
-    let path = env.dir.join("pgmaint.toml");
+    let path = env.dir.join(format!("{node}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
-fn daemon(config: &std::path::Path, node: &str, failpoint: Option<&str>) -> Child {
+fn daemon(env: &TestEnv, node: &str, failpoint: Option<&str>) -> Child {
+    let config = write_config(env, node);
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgmaint"));
-    command.args(["daemon", "--node", node, "--config"]).arg(config).env("PGMAINT_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+    command.args(["daemon", "--node", node, "--config"]).arg(&config).env("PGMAINT_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
     match failpoint {
         Some(fp) => command.env(FAILPOINT_ENV, fp),
         None => command.env_remove(FAILPOINT_ENV),
@@ -71,17 +74,16 @@ async fn another_daemon_finishes_a_killed_runners_maintenance_and_takes_leadersh
     let env = TestEnv::new("daemon-takeover");
     let engine = engine(&env).await;
     engine.create_database(&spec("shop", "essential-0", None)).await.unwrap();
-    let config = write_config(&env);
     let id = due_maintenance(&engine, "shop", Reason::Settings).await;
 
     // Daemon a dies right after restarting the server, with the endpoint paused.
-    let mut a = daemon(&config, "a", Some("restart:after"));
+    let mut a = daemon(&env, "a", Some("restart:after"));
     let status = tokio::task::spawn_blocking(move || a.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(137), "daemon a did not stop at the failpoint");
     assert_eq!(engine.store().maintenance(id).await.unwrap().state, MaintenanceState::Running);
 
     // b and c start; one leads; once a's claim lapses, one of them finishes the job.
-    let mut daemons = Daemons(vec![daemon(&config, "b", None), daemon(&config, "c", None)]);
+    let mut daemons = Daemons(vec![daemon(&env, "b", None), daemon(&env, "c", None)]);
     wait_for("the maintenance to complete", Duration::from_secs(60), || async {
         engine.store().maintenance(id).await.unwrap().state == MaintenanceState::Completed
     })
@@ -108,9 +110,8 @@ async fn sigterm_lets_a_running_failover_finish() {
     let env = TestEnv::new("daemon-sigterm");
     let engine = engine(&env).await;
     engine.create_database(&spec("cart", "premium-0", None)).await.unwrap();
-    let config = write_config(&env);
     let id = due_maintenance(&engine, "cart", Reason::Periodic).await;
-    let mut daemons = Daemons(vec![daemon(&config, "solo", None)]);
+    let mut daemons = Daemons(vec![daemon(&env, "solo", None)]);
     // SIGTERM while the new HA standby is being built: the run is mid-way.
     wait_for("the failover to reach rebuild_standby", Duration::from_secs(60), || async {
         engine.store().maintenance(id).await.unwrap().step.as_deref() == Some("rebuild_standby")

@@ -108,6 +108,9 @@ async fn switchover_repoints_endpoint_and_followers_without_loss() {
     assert_ne!(before.id, after.id, "the database did not move");
     assert!(!engine.provider().cluster(&before.location).is_running().await.unwrap(), "old primary still running");
     assert_follower_complete(&engine, "orders-f", &load).await;
+    let steps = engine.store().steps(report.maintenance_id).await.unwrap();
+    let followers = steps.iter().find(|s| s.step == "repoint_followers" && s.status == "done").expect("repoint_followers done");
+    assert_eq!(followers.detail["followers"][0]["how"], "repointed", "the follower was not repointed: {}", followers.detail);
 }
 
 #[tokio::test]
@@ -150,11 +153,9 @@ async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
     // Cut the replacement off from the primary: from now on it misses commits.
     let candidate_id = engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap();
     let candidate = engine.provider().cluster(&engine.store().instance(candidate_id).await.unwrap().location);
-    crate::harness::connect(&candidate)
-        .await
-        .batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'; SELECT pg_reload_conf()")
-        .await
-        .unwrap();
+    let candidate_client = crate::harness::connect(&candidate).await;
+    candidate_client.batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'").await.unwrap();
+    candidate_client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     let writers = Workload::start(&url, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let report = engine.run_maintenance(maintenance.id).await.expect("a postponement is not an error");

@@ -1,0 +1,260 @@
+//! The API's client: HTTP/1.1 over the daemon's Unix socket (or TCP with a
+//! bearer token), one connection per request, JSON in and out.
+//!
+//! Answers come back as `serde_json::Value` (the server's views, exactly as
+//! served, so `--json` prints what the API says) or, for the run report, as
+//! [`RunReportBody`]. An error answer becomes [`ClientError::Status`] with the
+//! HTTP status and the server's `error` text.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{header, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{CreateApp, CreateDatabase, RequireMaintenance, RunMaintenance, RunReportBody, SetAppMaintenance, SetWindow, WaitIdle};
+
+/// Why a request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens where the daemon should.
+    #[error("daemon not reachable at {0} (is `pgmaint daemon` running?)")]
+    Unreachable(String),
+    #[error("permission denied on {0}: run as the daemon's user or a member of its socket group")]
+    PermissionDenied(String),
+    #[error("talking to the daemon at {at}: {message}")]
+    Transport { at: String, message: String },
+    /// The server answered with an error status.
+    #[error("{message}")]
+    Status { status: u16, message: String },
+    #[error("unexpected answer from the daemon: {0}")]
+    BadAnswer(String),
+}
+
+impl ClientError {
+    /// The HTTP status of an error answer, if the server gave one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Transport {
+    Unix(PathBuf),
+    Tcp { addr: SocketAddr, token: String },
+}
+
+/// A client of one daemon's control API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    transport: Transport,
+}
+
+type ClientResult<T> = Result<T, ClientError>;
+
+/// Percent-encodes a path segment (names are plain, but a typo must not change the route).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// A client of the daemon listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client { transport: Transport::Unix(socket.into()) }
+    }
+
+    /// A client of the TCP listener at `addr`, presenting `token`.
+    pub fn tcp(addr: SocketAddr, token: impl Into<String>) -> Client {
+        Client { transport: Transport::Tcp { addr, token: token.into() } }
+    }
+
+    fn place(&self) -> String {
+        match &self.transport {
+            Transport::Unix(path) => path.display().to_string(),
+            Transport::Tcp { addr, .. } => addr.to_string(),
+        }
+    }
+
+    /// Sends one request and returns the answer's status and body.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ClientResult<(StatusCode, Bytes)> {
+        let at = self.place();
+        let transport_error = |e: hyper::Error| ClientError::Transport { at: at.clone(), message: e.to_string() };
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "pgmaint");
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let mut sender = match &self.transport {
+            Transport::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| connect_error(socket, e))?;
+                handshake(stream, &at).await?
+            }
+            Transport::Tcp { addr, token } => {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| connect_error(Path::new(&at), e))?;
+                handshake(stream, &at).await?
+            }
+        };
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::BadAnswer(format!("building the request: {e}")))?;
+        let response = sender.send_request(request).await.map_err(transport_error)?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(transport_error)?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Sends a JSON request and parses a JSON answer; an error status becomes [`ClientError::Status`].
+    async fn call(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> ClientResult<Value> {
+        let body = match body {
+            Some(body) => Some(serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer(e.to_string()))?),
+            None => None,
+        };
+        let (status, bytes) = self.raw(method, path, body).await?;
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() {
+            return value.ok_or_else(|| ClientError::BadAnswer(format!("{status}: {}", String::from_utf8_lossy(&bytes))));
+        }
+        let message = value
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()));
+        Err(ClientError::Status { status: status.as_u16(), message })
+    }
+
+    async fn get(&self, path: &str) -> ClientResult<Value> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn list_databases(&self) -> ClientResult<Value> {
+        self.get("/v1/databases").await
+    }
+
+    /// Creates a database and answers with its info once it is available.
+    pub async fn create_database(&self, request: &CreateDatabase) -> ClientResult<Value> {
+        self.call(Method::POST, "/v1/databases", Some(request)).await
+    }
+
+    pub async fn destroy_database(&self, name: &str, confirm: &str) -> ClientResult<Value> {
+        self.call(Method::DELETE, &format!("/v1/databases/{}?confirm={}", segment(name), segment(confirm)), None::<&()>).await
+    }
+
+    /// The `info` view (DatabaseInfo).
+    pub async fn info(&self, name: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/databases/{}", segment(name))).await
+    }
+
+    /// Records a required maintenance; answers with its MaintenanceView.
+    pub async fn require_maintenance(&self, name: &str, request: &RequireMaintenance) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/databases/{}/maintenance", segment(name)), Some(request)).await
+    }
+
+    /// `{"maintenance": MaintenanceView|null, "status_line": "..."}`.
+    pub async fn maintenance(&self, name: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/databases/{}/maintenance", segment(name))).await
+    }
+
+    /// `{"window": "...", "maintenance": MaintenanceView|null, "status_line": "..."}`.
+    pub async fn set_window(&self, name: &str, window: &str) -> ClientResult<Value> {
+        self.call(Method::PUT, &format!("/v1/databases/{}/window", segment(name)), Some(&SetWindow { window: window.to_string() })).await
+    }
+
+    /// Runs the pending maintenance and answers when it has finished.
+    pub async fn run_maintenance(&self, name: &str, force: bool) -> ClientResult<RunReportBody> {
+        let value = self.call(Method::POST, &format!("/v1/databases/{}/maintenance/run", segment(name)), Some(&RunMaintenance { force })).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::BadAnswer(format!("run report: {e}")))
+    }
+
+    /// A list of HistoryEntry, newest first.
+    pub async fn history(&self, name: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/databases/{}/maintenance/history", segment(name))).await
+    }
+
+    pub async fn wait(&self, name: &str, timeout_seconds: u64) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/databases/{}/wait", segment(name)), Some(&WaitIdle { timeout_seconds })).await
+    }
+
+    /// Creates an app; answers with its AppView.
+    pub async fn create_app(&self, request: &CreateApp) -> ClientResult<Value> {
+        self.call(Method::POST, "/v1/apps", Some(request)).await
+    }
+
+    pub async fn set_app_maintenance(&self, name: &str, on: bool) -> ClientResult<Value> {
+        self.call(Method::PUT, &format!("/v1/apps/{}/maintenance", segment(name)), Some(&SetAppMaintenance { on })).await
+    }
+
+    pub async fn app_maintenance(&self, name: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/apps/{}/maintenance", segment(name))).await
+    }
+
+    pub async fn openapi(&self) -> ClientResult<Value> {
+        self.get("/openapi.json").await
+    }
+
+    /// The Prometheus text.
+    pub async fn metrics(&self) -> ClientResult<String> {
+        let (status, bytes) = self.raw(Method::GET, "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(ClientError::Status { status: status.as_u16(), message: text })
+        }
+    }
+}
+
+async fn handshake<S>(stream: S, at: &str) -> ClientResult<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Transport { at: at.to_string(), message: e.to_string() })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn connect_error(at: &Path, error: std::io::Error) -> ClientError {
+    let at = at.display().to_string();
+    match error.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::Unreachable(at),
+        std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied(at),
+        _ => ClientError::Transport { at, message: error.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(segment("orders-2_x"), "orders-2_x");
+        assert_eq!(segment("a/b?c d"), "a%2Fb%3Fc%20d");
+    }
+
+    #[tokio::test]
+    async fn an_absent_daemon_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let error = Client::new(&socket).list_databases().await.unwrap_err();
+        assert_eq!(error.to_string(), format!("daemon not reachable at {} (is `pgmaint daemon` running?)", socket.display()));
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        assert!(matches!(Client::new(&socket).list_databases().await, Err(ClientError::Unreachable(_))));
+    }
+}

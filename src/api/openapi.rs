@@ -1,0 +1,316 @@
+//! The API's OpenAPI 3.0 document, written by hand and served at `GET /openapi.json`.
+//!
+//! [`ROUTES`] lists every route the server answers; a unit test checks the
+//! document describes each of them, and the integration test checks the
+//! served document against the routes the verbs use.
+
+use serde_json::{json, Value};
+
+/// Every route of the API as `(method, path)`, in OpenAPI's path syntax.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/databases"),
+    ("post", "/v1/databases"),
+    ("get", "/v1/databases/{name}"),
+    ("delete", "/v1/databases/{name}"),
+    ("post", "/v1/databases/{name}/maintenance"),
+    ("get", "/v1/databases/{name}/maintenance"),
+    ("put", "/v1/databases/{name}/window"),
+    ("post", "/v1/databases/{name}/maintenance/run"),
+    ("get", "/v1/databases/{name}/maintenance/history"),
+    ("post", "/v1/databases/{name}/wait"),
+    ("post", "/v1/apps"),
+    ("put", "/v1/apps/{name}/maintenance"),
+    ("get", "/v1/apps/{name}/maintenance"),
+    ("get", "/openapi.json"),
+    ("get", "/metrics"),
+];
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
+}
+
+fn ok(description: &str, body: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": body } } })
+}
+
+fn error(description: &str) -> Value {
+    ok(description, schema("Error"))
+}
+
+fn name_param(what: &str) -> Value {
+    json!({ "name": "name", "in": "path", "required": true, "description": what, "schema": { "type": "string" } })
+}
+
+/// Adds the errors every route of a kind can answer.
+fn with_errors(mut responses: Value, codes: &[(&str, &str)]) -> Value {
+    let map = responses.as_object_mut().expect("responses object");
+    for (code, description) in codes {
+        map.insert((*code).to_string(), error(description));
+    }
+    map.insert("401".into(), error("Missing or wrong bearer token (TCP listener only)"));
+    map.insert("500".into(), error("Internal error"));
+    responses
+}
+
+const NOT_FOUND: (&str, &str) = ("404", "Unknown database (`database NAME not found`) or app");
+const BAD: (&str, &str) = ("400", "Bad input");
+
+/// The document.
+pub fn document() -> Value {
+    let database = name_param("Database name");
+    let app = name_param("App name");
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pgmaint control API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Maintenance control plane for self-hosted PostgreSQL fleets. Served on a Unix socket \
+                (mode 0600, or 0660 to a group) and optionally on TCP, where every request needs \
+                `Authorization: Bearer <token>`. Errors are `{\"error\": \"...\"}`."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas()
+        },
+        "security": [ {}, { "bearer": [] } ],
+        "paths": {
+            "/v1/databases": {
+                "get": {
+                    "operationId": "listDatabases",
+                    "summary": "List the fleet's databases",
+                    "responses": with_errors(json!({ "200": ok("Databases", json!({ "type": "array", "items": schema("DatabaseSummary") })) }), &[])
+                },
+                "post": {
+                    "operationId": "createDatabase",
+                    "summary": "Create a database (a primary, or a follower with `follow`); answers once it is available",
+                    "requestBody": json_body("CreateDatabase"),
+                    "responses": with_errors(json!({ "201": ok("The new database's info", schema("DatabaseInfo")) }), &[BAD, NOT_FOUND, ("409", "A database of that name exists")])
+                }
+            },
+            "/v1/databases/{name}": {
+                "parameters": [database],
+                "get": {
+                    "operationId": "databaseInfo",
+                    "summary": "The `info` block: plan, status, data size, following, HA, maintenance, window, endpoint",
+                    "responses": with_errors(json!({ "200": ok("Info", schema("DatabaseInfo")) }), &[NOT_FOUND])
+                },
+                "delete": {
+                    "operationId": "destroyDatabase",
+                    "summary": "Destroy a database, its servers and records",
+                    "parameters": [{ "name": "confirm", "in": "query", "required": true, "description": "Must repeat the database's name", "schema": { "type": "string" } }],
+                    "responses": with_errors(json!({ "200": ok("Destroyed", json!({ "type": "object", "properties": { "destroyed": { "type": "string" } } })) }), &[NOT_FOUND, ("409", "Confirmation missing or wrong, or the database has followers")])
+                }
+            },
+            "/v1/databases/{name}/maintenance": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "requireMaintenance",
+                    "summary": "Record a required maintenance and plan it into the window",
+                    "requestBody": json_body("RequireMaintenance"),
+                    "responses": with_errors(json!({ "201": ok("The planned maintenance", schema("MaintenanceView")) }), &[BAD, NOT_FOUND, ("409", "A maintenance is already open")])
+                },
+                "get": {
+                    "operationId": "showMaintenance",
+                    "summary": "The pending maintenance and its one-line status",
+                    "responses": with_errors(json!({ "200": ok("Status", schema("MaintenanceStatus")) }), &[NOT_FOUND])
+                }
+            },
+            "/v1/databases/{name}/window": {
+                "parameters": [database],
+                "put": {
+                    "operationId": "setWindow",
+                    "summary": "Set the weekly window (4 hours) and re-plan the pending maintenance into it",
+                    "requestBody": json_body("SetWindow"),
+                    "responses": with_errors(json!({ "200": ok("The new window and status", schema("WindowStatus")) }), &[BAD, NOT_FOUND])
+                }
+            },
+            "/v1/databases/{name}/maintenance/run": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "runMaintenance",
+                    "summary": "Run the pending maintenance now and answer when it has finished; refused unless every attached app is in maintenance mode or `force` is set",
+                    "requestBody": json_body("RunMaintenance"),
+                    "responses": with_errors(json!({ "200": ok("The run's report", schema("RunReport")) }), &[NOT_FOUND, ("409", "Not in maintenance mode (use force), nothing required, or being run elsewhere")])
+                }
+            },
+            "/v1/databases/{name}/maintenance/history": {
+                "parameters": [database],
+                "get": {
+                    "operationId": "maintenanceHistory",
+                    "summary": "Every maintenance of the database, newest first",
+                    "responses": with_errors(json!({ "200": ok("History", json!({ "type": "array", "items": schema("HistoryEntry") })) }), &[NOT_FOUND])
+                }
+            },
+            "/v1/databases/{name}/wait": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "waitIdle",
+                    "summary": "Block until the database is not being created, prepared or maintained",
+                    "requestBody": json_body("WaitIdle"),
+                    "responses": with_errors(json!({ "200": ok("Idle", json!({ "type": "object", "properties": { "name": { "type": "string" }, "busy": { "type": "boolean" } } })) }), &[BAD, NOT_FOUND, ("409", "Still busy when the timeout passed")])
+                }
+            },
+            "/v1/apps": {
+                "post": {
+                    "operationId": "createApp",
+                    "summary": "Create an app attached to a database as DATABASE_URL, with optional maintenance-mode hooks",
+                    "requestBody": json_body("CreateApp"),
+                    "responses": with_errors(json!({ "201": ok("The app", schema("AppView")) }), &[BAD, NOT_FOUND, ("409", "An app of that name exists")])
+                }
+            },
+            "/v1/apps/{name}/maintenance": {
+                "parameters": [app],
+                "put": {
+                    "operationId": "setAppMaintenance",
+                    "summary": "Turn the app's maintenance mode on or off (running its hook)",
+                    "requestBody": json_body("SetAppMaintenance"),
+                    "responses": with_errors(json!({ "200": ok("The app", schema("AppView")) }), &[BAD, NOT_FOUND, ("409", "The hook failed")])
+                },
+                "get": {
+                    "operationId": "appMaintenance",
+                    "summary": "The app's maintenance mode",
+                    "responses": with_errors(json!({ "200": ok("The app", schema("AppView")) }), &[NOT_FOUND])
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": { "200": ok("OpenAPI 3.0 document", json!({ "type": "object" })) }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics: pgmaint_maintenances{state}, pgmaint_outbox_depth, pgmaint_last_write_pause_ms, pgmaint_tick_seconds",
+                    "responses": { "200": { "description": "Prometheus text exposition format", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+                }
+            }
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let text = json!({ "type": "string" });
+    let opt_text = json!({ "type": "string", "nullable": true });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let opt_time = json!({ "type": "string", "format": "date-time", "nullable": true });
+    json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": text } },
+        "CreateDatabase": {
+            "type": "object", "required": ["name", "plan"],
+            "properties": {
+                "name": { "type": "string", "description": "1-40 lowercase letters, digits, '-' or '_', starting with a letter" },
+                "plan": { "type": "string", "example": "standard-0", "description": "<tier>-<size>, tier one of essential, standard, premium, private, shield" },
+                "follow": { "type": "string", "description": "Leader database: create a streaming follower" },
+                "window": { "type": "string", "example": "Sunday 14:30 Europe/Berlin", "default": super::DEFAULT_WINDOW },
+                "owners": { "type": "array", "items": { "type": "string", "format": "email" } }
+            }
+        },
+        "RequireMaintenance": {
+            "type": "object", "required": ["reason", "required_by"],
+            "properties": {
+                "reason": { "type": "string", "enum": ["os-patch", "minor-upgrade", "settings", "plan-change", "periodic"] },
+                "required_by": time
+            }
+        },
+        "SetWindow": { "type": "object", "required": ["window"], "properties": { "window": { "type": "string", "example": "Tuesday 14:30" } } },
+        "RunMaintenance": { "type": "object", "properties": { "force": { "type": "boolean", "default": false } } },
+        "WaitIdle": { "type": "object", "required": ["timeout_seconds"], "properties": { "timeout_seconds": { "type": "integer", "minimum": 0 } } },
+        "CreateApp": {
+            "type": "object", "required": ["name", "attach"],
+            "properties": { "name": text, "attach": text, "on_hook": text, "off_hook": text }
+        },
+        "SetAppMaintenance": { "type": "object", "required": ["on"], "properties": { "on": { "type": "boolean" } } },
+        "AppView": { "type": "object", "properties": { "name": text, "maintenance": { "type": "boolean" } } },
+        "DatabaseSummary": {
+            "type": "object",
+            "properties": {
+                "name": text, "plan": text, "role": { "type": "string", "enum": ["primary", "follower"] },
+                "following": opt_text, "status": text, "window": text
+            }
+        },
+        "DatabaseInfo": {
+            "type": "object",
+            "properties": {
+                "name": text, "plan": text, "role": { "type": "string", "enum": ["primary", "follower"] },
+                "status": text, "endpoint_url": text, "following": opt_text, "forked_from": opt_text,
+                "behind_by": { "type": "integer", "nullable": true, "description": "Commits behind the leader (followers)" },
+                "ha": { "type": "string", "nullable": true, "description": "`available`, or why not (HA tiers)" },
+                "data_size_bytes": { "type": "integer", "nullable": true },
+                "maintenance": { "allOf": [schema("MaintenanceView")], "nullable": true },
+                "window": { "type": "string", "example": "Tuesdays 14:30 to 18:30 UTC" }
+            }
+        },
+        "MaintenanceView": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "integer" }, "reason": text,
+                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover"] },
+                "state": { "type": "string", "enum": ["pending", "preparing", "ready", "running", "completed", "failed"] },
+                "step": opt_text, "required_by": time, "scheduled_for": opt_time, "window_end": opt_time,
+                "forced": { "type": "boolean" }, "forced_reason": opt_text,
+                "replacement": { "type": "string", "enum": ["being_prepared", "ready"], "nullable": true },
+                "status_line": text, "info_field": text
+            }
+        },
+        "MaintenanceStatus": {
+            "type": "object",
+            "properties": {
+                "maintenance": { "allOf": [schema("MaintenanceView")], "nullable": true },
+                "status_line": { "type": "string", "description": "The one-line status, or `No maintenance required`" }
+            }
+        },
+        "WindowStatus": {
+            "type": "object",
+            "properties": {
+                "window": text,
+                "maintenance": { "allOf": [schema("MaintenanceView")], "nullable": true },
+                "status_line": text
+            }
+        },
+        "RunReport": {
+            "type": "object",
+            "properties": {
+                "maintenance_id": { "type": "integer" },
+                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover"] },
+                "outcome": { "type": "string", "description": "`completed` or `postponed: <why>`" },
+                "write_pause_ms": { "type": "number", "nullable": true },
+                "steps": { "type": "array", "items": { "type": "object", "properties": { "step": text, "seconds": { "type": "number" } } } }
+            }
+        },
+        "HistoryEntry": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "integer" }, "strategy": text, "reason": text, "state": text,
+                "required_by": time, "scheduled_for": opt_time, "started_at": opt_time, "finished_at": opt_time,
+                "duration_seconds": { "type": "number", "nullable": true },
+                "write_pause_ms": { "type": "number", "nullable": true },
+                "outcome": opt_text, "error": opt_text
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_every_route_and_resolves_every_reference() {
+        let doc = document();
+        for (method, path) in ROUTES {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
+            assert!(doc["paths"][path][method]["responses"].is_object(), "{method} {path} has no responses");
+        }
+        let text = doc.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+        }
+    }
+}

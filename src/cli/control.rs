@@ -1,0 +1,630 @@
+//! The control verbs: clients of the daemon's API, in the reference's vocabulary.
+//!
+//! `databases create|list|destroy`, `info`, `maintenance require|show|window|run|history`,
+//! `wait`, `apps create`, `apps maintenance on|off|show`. Every verb takes
+//! `--socket PATH` (env `PGMAINT_SOCKET`) and `--json` (print the API's JSON).
+//! Exit status: 0 done; 1 refused, not found, or the daemon unreachable;
+//! 2 bad input (caught here before any request, or a 400 from the server).
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use pgmaint::api::{Client, ClientError, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody};
+use pgmaint::model::{reference_time, Plan, Reason, NO_MAINTENANCE};
+use pgmaint::schedule::{self, Window};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Failure, Outcome};
+
+/// Where the packaged daemon listens (its default data directory's socket).
+const DEFAULT_SOCKET: &str = "/var/lib/pgmaint/pgmaint.sock";
+
+/// How to reach the daemon, and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The daemon's API socket.
+    #[arg(long, env = "PGMAINT_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Print the API's JSON answer instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControlCommand {
+    /// Create, list and destroy databases.
+    #[command(subcommand)]
+    Databases(DatabasesCommand),
+    /// A database's plan, status, size, leader, HA, maintenance, window and endpoint.
+    Info(NameArgs),
+    /// A database's maintenance: require, show, window, run, history.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+    /// Block until a database has finished what it is doing (creation, preparation, maintenance).
+    Wait(WaitArgs),
+    /// Apps: the consumers of databases, and their maintenance mode.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatabasesCommand {
+    /// Create a database (or a follower of one) and wait until it is available.
+    Create(CreateArgs),
+    /// List the fleet.
+    List(ConnectionArgs),
+    /// Destroy a database, its servers and its records.
+    Destroy(DestroyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MaintenanceCommand {
+    /// Record that a database needs maintenance by a deadline; it is planned into the window.
+    Require(RequireArgs),
+    /// One line: the pending maintenance, or `No maintenance required`.
+    Show(NameArgs),
+    /// Set the weekly window ("Sunday 14:30 [ZONE]", 4 hours) and re-plan into it.
+    Window(WindowArgs),
+    /// Run the pending maintenance now (needs the attached apps in maintenance mode, or --force).
+    Run(RunArgs),
+    /// Past maintenances of a database, newest first.
+    History(NameArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppsCommand {
+    /// Create an app attached to a database as DATABASE_URL.
+    Create(AppCreateArgs),
+    /// Turn an app's maintenance mode on or off, or show it (`on` or `off`).
+    Maintenance(AppMaintenanceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The database.
+    pub name: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    pub name: String,
+    /// `<tier>-<size>`, e.g. essential-0, standard-2, premium-4.
+    #[arg(long)]
+    pub plan: String,
+    /// Create a streaming follower of this database.
+    #[arg(long, value_name = "DB")]
+    pub follow: Option<String>,
+    /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default "Sunday 02:00 UTC").
+    #[arg(long)]
+    pub window: Option<String>,
+    /// An owner told before and after each maintenance (repeatable).
+    #[arg(long = "owner", value_name = "EMAIL")]
+    pub owners: Vec<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct DestroyArgs {
+    pub name: String,
+    /// Repeat the database's name: destroying cannot be undone.
+    #[arg(long, value_name = "NAME")]
+    pub confirm: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct RequireArgs {
+    pub name: String,
+    /// os-patch, minor-upgrade, settings, plan-change or periodic.
+    #[arg(long)]
+    pub reason: String,
+    /// The deadline, RFC 3339 (e.g. 2027-03-14T07:30:00Z).
+    #[arg(long, value_name = "TS")]
+    pub required_by: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct WindowArgs {
+    pub name: String,
+    /// "Sunday 14:30" or "Sunday 14:30 Asia/Tokyo".
+    pub window: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub name: String,
+    /// Run even though an attached app is not in maintenance mode.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    pub name: String,
+    /// Give up after this long (e.g. 90s, 10m, 1h).
+    #[arg(long, default_value = "1h", value_name = "DUR")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct AppCreateArgs {
+    pub app: String,
+    /// The database to attach as DATABASE_URL.
+    #[arg(long, value_name = "DB")]
+    pub attach: String,
+    /// Run (sh -c) when maintenance mode is turned on; PGMAINT_APP and PGMAINT_MAINTENANCE are set.
+    #[arg(long, value_name = "CMD")]
+    pub on_hook: Option<String>,
+    /// Run (sh -c) when maintenance mode is turned off.
+    #[arg(long, value_name = "CMD")]
+    pub off_hook: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeAction {
+    On,
+    Off,
+    Show,
+}
+
+#[derive(Args, Debug)]
+pub struct AppMaintenanceArgs {
+    /// on, off or show.
+    pub action: ModeAction,
+    pub app: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+pub fn run(command: ControlCommand) -> Outcome {
+    match command {
+        ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args),
+        ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection),
+        ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args),
+        ControlCommand::Info(args) => info(args),
+        ControlCommand::Maintenance(MaintenanceCommand::Require(args)) => require(args),
+        ControlCommand::Maintenance(MaintenanceCommand::Show(args)) => show(args),
+        ControlCommand::Maintenance(MaintenanceCommand::Window(args)) => window(args),
+        ControlCommand::Maintenance(MaintenanceCommand::Run(args)) => run_maintenance(args),
+        ControlCommand::Maintenance(MaintenanceCommand::History(args)) => history(args),
+        ControlCommand::Wait(args) => wait(args),
+        ControlCommand::Apps(AppsCommand::Create(args)) => app_create(args),
+        ControlCommand::Apps(AppsCommand::Maintenance(args)) => app_maintenance(args),
+    }
+}
+
+/// Runs one request to completion on a small runtime.
+fn call<T>(request: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Failure::failed)?;
+    runtime.block_on(request).map_err(|error| match error.status() {
+        Some(400) => Failure::usage(error),
+        _ => Failure::failed(error),
+    })
+}
+
+fn print_json(value: &impl serde::Serialize) -> Outcome {
+    println!("{}", serde_json::to_string_pretty(value).map_err(Failure::failed)?);
+    Ok(())
+}
+
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
+    serde_json::from_value(value).map_err(|e| Failure::failed(format!("unexpected answer from the daemon: {e}")))
+}
+
+fn create(args: CreateArgs) -> Outcome {
+    args.plan.parse::<Plan>().map_err(Failure::usage)?;
+    if let Some(window) = &args.window {
+        window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
+    }
+    let client = Client::new(&args.connection.socket);
+    let request = CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.window, owners: args.owners };
+    if !args.connection.json {
+        eprintln!("Creating {} ({})...", request.name, request.plan);
+    }
+    let answer = call(client.create_database(&request))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    print!("{}", info_block(&typed(answer)?));
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    name: String,
+    plan: String,
+    role: String,
+    following: Option<String>,
+    status: String,
+    window: String,
+}
+
+fn list(connection: Connection) -> Outcome {
+    let answer = call(Client::new(&connection.socket).list_databases())?;
+    if connection.json {
+        return print_json(&answer);
+    }
+    let databases: Vec<Summary> = typed(answer)?;
+    if databases.is_empty() {
+        println!("No databases");
+        return Ok(());
+    }
+    let rows = databases
+        .into_iter()
+        .map(|d| vec![d.name, d.plan, d.role, d.following.unwrap_or_else(|| "-".into()), d.status, d.window])
+        .collect();
+    print!("{}", table(&["NAME", "PLAN", "ROLE", "FOLLOWING", "STATUS", "WINDOW"], rows));
+    Ok(())
+}
+
+fn destroy(args: DestroyArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).destroy_database(&args.name, &args.confirm))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    println!("Destroyed {}", args.name);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Info {
+    name: String,
+    plan: String,
+    status: String,
+    endpoint_url: String,
+    following: Option<String>,
+    forked_from: Option<String>,
+    behind_by: Option<i64>,
+    ha: Option<String>,
+    data_size_bytes: Option<i64>,
+    maintenance: Option<Maintenance>,
+    window: String,
+}
+
+#[derive(Deserialize)]
+struct Maintenance {
+    reason: String,
+    strategy: String,
+    status_line: String,
+    info_field: String,
+}
+
+fn info(args: NameArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).info(&args.name))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    print!("{}", info_block(&typed(answer)?));
+    Ok(())
+}
+
+/// The `pg:info` block.
+fn info_block(info: &Info) -> String {
+    let mut lines = vec![format!("=== {}", info.name)];
+    let mut field = |label: &str, value: String| lines.push(format!("{:<20}{value}", format!("{label}:")));
+    field("Plan", info.plan.clone());
+    field("Status", info.status.clone());
+    field("Data Size", info.data_size_bytes.map_or_else(|| "unknown".to_string(), human_size));
+    if let Some(leader) = &info.following {
+        field("Following", leader.clone());
+        field("Behind By", info.behind_by.map_or_else(|| "unknown".to_string(), |n| format!("{n} commits")));
+    }
+    if let Some(origin) = &info.forked_from {
+        field("Forked From", origin.clone());
+    }
+    if let Some(ha) = &info.ha {
+        field("HA", ha.clone());
+    }
+    field("Maintenance", info.maintenance.as_ref().map_or_else(|| "not required".to_string(), |m| m.info_field.clone()));
+    field("Maintenance window", info.window.clone());
+    field("Endpoint", info.endpoint_url.clone());
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// `7.6 MB`: bytes in binary units with one decimal, as `pg:info` shows sizes.
+fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn require(args: RequireArgs) -> Outcome {
+    let reason: Reason = args.reason.parse().map_err(Failure::usage)?;
+    let required_by = schedule::parse_timestamp(&args.required_by).map_err(Failure::usage)?;
+    let request = RequireMaintenance { reason: reason.as_str().to_string(), required_by: schedule::format_timestamp(required_by) };
+    let answer = call(Client::new(&args.connection.socket).require_maintenance(&args.name, &request))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let view: Maintenance = typed(answer)?;
+    println!("Maintenance required for {} ({}, strategy {})", args.name, view.reason, view.strategy);
+    println!("{}", view.status_line);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Status {
+    status_line: String,
+}
+
+fn show(args: NameArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).maintenance(&args.name))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let status: Status = typed(answer)?;
+    println!("{}", status.status_line);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct WindowStatus {
+    window: String,
+    maintenance: Option<Value>,
+    status_line: String,
+}
+
+fn window(args: WindowArgs) -> Outcome {
+    args.window.parse::<Window>().map_err(|e| Failure::usage(format!("window {:?}: {e}", args.window)))?;
+    let answer = call(Client::new(&args.connection.socket).set_window(&args.name, &args.window))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let status: WindowStatus = typed(answer)?;
+    if status.maintenance.is_some() {
+        println!("{}", status.status_line);
+    } else {
+        println!("{NO_MAINTENANCE}, window is {}", status.window);
+    }
+    Ok(())
+}
+
+fn run_maintenance(args: RunArgs) -> Outcome {
+    let client = Client::new(&args.connection.socket);
+    if !args.connection.json {
+        eprintln!("Running maintenance on {}{}; this returns when it has finished...", args.name, if args.force { " (forced)" } else { "" });
+    }
+    let report = call(client.run_maintenance(&args.name, args.force))?;
+    if args.connection.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", run_report(&args.name, &report));
+    }
+    match report.outcome.strip_prefix("postponed: ") {
+        Some(why) => Err(Failure::failed(format!("maintenance on {} postponed: {why}", args.name))),
+        None => Ok(()),
+    }
+}
+
+fn run_report(name: &str, report: &RunReportBody) -> String {
+    let mut out = format!("Maintenance #{} on {name}: {}\n", report.maintenance_id, report.outcome);
+    out.push_str(&format!("{:<14}{}\n", "Strategy:", report.strategy));
+    out.push_str(&format!("{:<14}{}\n", "Write pause:", report.write_pause_ms.map_or_else(|| "none".to_string(), milliseconds)));
+    if !report.steps.is_empty() {
+        out.push_str("Steps:\n");
+        let width = report.steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
+        for step in &report.steps {
+            out.push_str(&format!("  {:<width$}  {}\n", step.step, milliseconds(step.seconds * 1000.0)));
+        }
+    }
+    out
+}
+
+fn milliseconds(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryRow {
+    id: i64,
+    strategy: String,
+    reason: String,
+    state: String,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_seconds: Option<f64>,
+    write_pause_ms: Option<f64>,
+    outcome: Option<String>,
+    error: Option<String>,
+}
+
+fn history(args: NameArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).history(&args.name))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let rows: Vec<HistoryRow> = typed(answer)?;
+    if rows.is_empty() {
+        println!("No maintenance history for {}", args.name);
+        return Ok(());
+    }
+    let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_string(), reference_time);
+    let rows = rows
+        .into_iter()
+        .map(|m| {
+            let outcome = match (m.outcome, m.error) {
+                (Some(outcome), Some(error)) => format!("{outcome}: {error}"),
+                (Some(outcome), None) => outcome,
+                (None, _) => m.state,
+            };
+            vec![
+                format!("#{}", m.id),
+                m.strategy,
+                m.reason,
+                when(m.started_at),
+                when(m.finished_at),
+                m.duration_seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1}s")),
+                m.write_pause_ms.map_or_else(|| "-".to_string(), milliseconds),
+                outcome,
+            ]
+        })
+        .collect();
+    print!("{}", table(&["ID", "STRATEGY", "REASON", "STARTED", "ENDED", "DURATION", "WRITE PAUSE", "OUTCOME"], rows));
+    Ok(())
+}
+
+fn wait(args: WaitArgs) -> Outcome {
+    let timeout = schedule::parse_duration(&args.timeout).map_err(Failure::usage)?;
+    let seconds = u64::try_from(timeout.num_seconds()).map_err(|_| Failure::usage(format!("invalid timeout {:?}", args.timeout)))?;
+    if !args.connection.json {
+        eprintln!("Waiting for {}...", args.name);
+    }
+    let answer = call(Client::new(&args.connection.socket).wait(&args.name, seconds))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    println!("{} is idle", args.name);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct App {
+    name: String,
+    maintenance: bool,
+}
+
+fn app_create(args: AppCreateArgs) -> Outcome {
+    let request = CreateApp { name: args.app, attach: args.attach, on_hook: args.on_hook, off_hook: args.off_hook };
+    let answer = call(Client::new(&args.connection.socket).create_app(&request))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let app: App = typed(answer)?;
+    println!("Created app {} with {} attached as DATABASE_URL", app.name, request.attach);
+    Ok(())
+}
+
+fn app_maintenance(args: AppMaintenanceArgs) -> Outcome {
+    let client = Client::new(&args.connection.socket);
+    let answer = match args.action {
+        ModeAction::On => call(client.set_app_maintenance(&args.app, true))?,
+        ModeAction::Off => call(client.set_app_maintenance(&args.app, false))?,
+        ModeAction::Show => call(client.app_maintenance(&args.app))?,
+    };
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let app: App = typed(answer)?;
+    let mode = if app.maintenance { "on" } else { "off" };
+    match args.action {
+        ModeAction::Show => println!("{mode}"),
+        _ => println!("Maintenance mode is {mode} for {}", app.name),
+    }
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let mut text = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                text.push_str(&cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        text.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_pg_info() {
+        assert_eq!(human_size(512), "512 bytes");
+        assert_eq!(human_size(7_969_177), "7.6 MB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GB");
+    }
+
+    #[test]
+    fn info_block_has_the_reference_fields() {
+        let info = Info {
+            name: "orders".into(),
+            plan: "standard-0".into(),
+            status: "available".into(),
+            endpoint_url: "postgresql://127.0.0.1:6432/orders".into(),
+            following: Some("orders-leader".into()),
+            forked_from: None,
+            behind_by: Some(0),
+            ha: None,
+            data_size_bytes: Some(7_969_177),
+            maintenance: Some(Maintenance {
+                reason: "os-patch".into(),
+                strategy: "switchover".into(),
+                status_line: String::new(),
+                info_field: "scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready".into(),
+            }),
+            window: "Tuesdays 14:30 to 18:30 UTC".into(),
+        };
+        assert_eq!(
+            info_block(&info),
+            "=== orders\n\
+             Plan:               standard-0\n\
+             Status:             available\n\
+             Data Size:          7.6 MB\n\
+             Following:          orders-leader\n\
+             Behind By:          0 commits\n\
+             Maintenance:        scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready\n\
+             Maintenance window: Tuesdays 14:30 to 18:30 UTC\n\
+             Endpoint:           postgresql://127.0.0.1:6432/orders\n"
+        );
+    }
+
+    #[test]
+    fn tables_align() {
+        let text = table(&["A", "BB"], vec![vec!["xyz".into(), "1".into()]]);
+        assert_eq!(text, "A    BB\nxyz  1\n");
+    }
+}
