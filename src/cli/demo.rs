@@ -108,7 +108,7 @@ async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::
         }
     }
 
-    println!("\nThe daemon loop runs them at their windows:");
+    println!("\nThe daemon loop runs them at their windows (meanwhile: pgmaint info orders --socket {}):", config.api.socket.display());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn({
         let engine = engine.clone();
