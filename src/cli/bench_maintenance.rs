@@ -10,7 +10,7 @@ use pgmaint::config::Config;
 use pgmaint::daemon::open_engine;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
-use pgmaint::provider::local::{stop_embedded_state, Cluster};
+use pgmaint::provider::local::stop_embedded_state;
 use pgmaint::workload::{self, Workload};
 use serde::Serialize;
 
@@ -51,7 +51,7 @@ struct BenchReport {
 }
 
 pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
-    if args.writers == 0 || !(args.seconds > 0.0) {
+    if args.writers == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Failure::usage("--writers and --seconds must be positive"));
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
@@ -144,16 +144,12 @@ async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArg
 async fn bare_basebackup(engine: &Engine) -> anyhow::Result<f64> {
     let database = engine.store().database_named("bench").await?;
     let primary = engine.provider().cluster(&engine.store().current_instance(database.id).await?.location);
-    let scratch = Cluster::at(engine.provider().new_location("bare"), primary_bindir(&primary), engine.provider().user().clone());
+    let scratch = engine.provider().cluster(&engine.provider().new_location("bare"));
     let started = Instant::now();
     scratch.clone_from(&primary, None, "bare").await?;
     let took = started.elapsed().as_secs_f64();
     scratch.remove().await?;
     Ok(took)
-}
-
-fn primary_bindir(_primary: &Cluster) -> std::path::PathBuf {
-    pgmaint::provider::local::find_bindir().unwrap_or_default()
 }
 
 fn ms(duration: Duration) -> f64 {

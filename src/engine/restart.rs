@@ -13,7 +13,7 @@ use crate::provider::local::{Cluster, StopMode};
 use crate::store::InstanceRole;
 
 use super::run::Run;
-use super::{connect, Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
+use super::{connect, Engine, EngineError, EngineResult};
 
 /// How long a restarted server may take to serve again.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,13 +44,7 @@ impl Engine {
         })
         .await?;
 
-        let mut paused_at = None;
-        self.step(run, "pause", async |_: &Engine, run: &mut Run| {
-            let waited = admin.pause(&run.database.name, PAUSE_TIMEOUT).await?;
-            paused_at = Some(Instant::now());
-            Ok(json!({ "waited_ms": waited.as_secs_f64() * 1000.0 }))
-        })
-        .await?;
+        let paused_at = self.pause_endpoint(run, &mut admin).await?;
 
         let restarted = self.restart_while_paused(run, &cluster, is_follower).await;
         if let Err(error) = restarted {
@@ -64,14 +58,7 @@ impl Engine {
             });
         }
 
-        self.step(run, "resume", async |_: &Engine, run: &mut Run| {
-            admin.resume(&run.database.name).await?;
-            Ok(json!({}))
-        })
-        .await?;
-        if let Some(paused_at) = paused_at {
-            self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
-        }
+        self.resume_endpoint(run, &mut admin, paused_at).await?;
         Ok(())
     }
 

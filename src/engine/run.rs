@@ -2,7 +2,7 @@
 //! and close it as completed, postponed or failed.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -10,7 +10,8 @@ use crate::model::Strategy;
 use crate::notify::MailEvent;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
-use super::{Engine, EngineError, EngineResult, Phase};
+use super::{Engine, EngineError, EngineResult, Phase, PAUSE_TIMEOUT};
+use crate::endpoint::AdminConsole;
 
 /// What a finished run measured.
 #[derive(Debug, Clone)]
@@ -134,6 +135,32 @@ impl Engine {
         }
         self.store.set_maintenance_state(run.claim, MaintenanceState::Ready).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
+        Ok(())
+    }
+
+    /// The `pause` step: PAUSE the database in the endpoint. Returns when the
+    /// pause began if this run paused it (not when an earlier runner did).
+    pub(super) async fn pause_endpoint(&self, run: &mut Run, admin: &mut AdminConsole) -> EngineResult<Option<Instant>> {
+        let mut paused_at = None;
+        self.step(run, "pause", async |_: &Engine, run: &mut Run| {
+            let waited = admin.pause(&run.database.name, PAUSE_TIMEOUT).await?;
+            paused_at = Some(Instant::now());
+            Ok(json!({ "waited_ms": waited.as_secs_f64() * 1000.0 }))
+        })
+        .await?;
+        Ok(paused_at)
+    }
+
+    /// The `resume` step, and the write pause it ends, as measured by this run.
+    pub(super) async fn resume_endpoint(&self, run: &mut Run, admin: &mut AdminConsole, paused_at: Option<Instant>) -> EngineResult<()> {
+        self.step(run, "resume", async |_: &Engine, run: &mut Run| {
+            admin.resume(&run.database.name).await?;
+            Ok(json!({}))
+        })
+        .await?;
+        if let Some(paused_at) = paused_at {
+            self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
+        }
         Ok(())
     }
 

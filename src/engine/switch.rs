@@ -21,7 +21,7 @@ use crate::store::{InstanceRecord, InstanceRole};
 
 use super::fleet::slot_for;
 use super::run::Run;
-use super::{connect, Engine, EngineError, EngineResult, PAUSE_TIMEOUT, WAL_CONFIRM_TIMEOUT};
+use super::{connect, Engine, EngineError, EngineResult, WAL_CONFIRM_TIMEOUT};
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a repointed follower may take to stream from the new primary before it is rebuilt.
@@ -102,26 +102,13 @@ impl Engine {
         })
         .await?;
 
-        let mut paused_at = None;
-        self.step(run, "pause", async |_: &Engine, run: &mut Run| {
-            let waited = admin.pause(&run.database.name, PAUSE_TIMEOUT).await?;
-            paused_at = Some(Instant::now());
-            Ok(json!({ "waited_ms": waited.as_secs_f64() * 1000.0 }))
-        })
-        .await?;
+        let paused_at = self.pause_endpoint(run, &mut admin).await?;
 
         if let Err(error) = self.switch_while_paused(run, &switch, &mut admin).await {
             return Err(self.recover(run, &switch, &mut admin, error).await);
         }
 
-        self.step(run, "resume", async |_: &Engine, run: &mut Run| {
-            admin.resume(&run.database.name).await?;
-            Ok(json!({}))
-        })
-        .await?;
-        if let Some(paused_at) = paused_at {
-            self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
-        }
+        self.resume_endpoint(run, &mut admin, paused_at).await?;
 
         self.step(run, "repoint_followers", async |engine: &Engine, run: &mut Run| engine.repoint_followers(run, &switch).await).await?;
         if run.strategy == Strategy::Failover {
