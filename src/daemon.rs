@@ -51,7 +51,9 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     };
     let store = Store::connect(&url).await?;
     let provider = LocalProvider::open(data_dir).await?;
-    let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone()).with_port(config.endpoint.port);
+    let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone())
+        .with_port(config.endpoint.port)
+        .with_server_login_retry(config.endpoint.server_login_retry);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
     tracing::info!(mail = %notifier.describe(), "owner mail");

@@ -52,6 +52,8 @@ const ADMIN_DB: &str = "pgbouncer";
 const MAX_SOCKET_PATH: usize = 100;
 /// How long connecting to the admin console may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `server_login_retry` unless configured: short, so a failed login is a retry, not an outage.
+const DEFAULT_LOGIN_RETRY: Duration = Duration::from_millis(100);
 /// How long an admin command other than PAUSE may take (they answer in ~1 ms).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a freshly spawned pgbouncer has to accept admin connections.
@@ -61,8 +63,8 @@ const STOP_STEP: Duration = Duration::from_secs(5);
 
 /// The `[pgbouncer]` settings pgmaint writes besides paths and the port.
 /// Each value was checked against the PgBouncer 1.18 manual (pgbouncer(5)).
-fn pooler_settings() -> Vec<(&'static str, &'static str)> {
-    vec![
+fn pooler_settings(server_login_retry: Duration) -> Vec<(&'static str, String)> {
+    [
         // Default `session`. PAUSE waits until every server connection of the
         // database is released; in session mode an idle client keeps its
         // server for its whole session, so PAUSE would wait on idle sessions
@@ -75,7 +77,8 @@ fn pooler_settings() -> Vec<(&'static str, &'static str)> {
         // or being promoted), PgBouncer answers new clients of that database
         // with an error, without trying, for this long. One failed login during
         // a maintenance would then refuse clients for 15 s; 0.1 s makes it a retry.
-        ("server_login_retry", "0.1"),
+        // (`[endpoint] server_login_retry`, 100 ms by default.)
+        ("server_login_retry", "__LOGIN_RETRY__"),
         // Default 120 (written for the record): the longest a query may wait
         // for a server, so also the bound on how long a client waits through a
         // PAUSE (or a pgmaint that died mid-pause) before it is disconnected.
@@ -110,6 +113,15 @@ fn pooler_settings() -> Vec<(&'static str, &'static str)> {
         ("auth_type", "trust"),
         ("admin_users", SUPERUSER),
     ]
+    .into_iter()
+    .map(|(key, value)| {
+        let value = match key {
+            "server_login_retry" => format!("{}", server_login_retry.as_secs_f64()),
+            _ => value.to_string(),
+        };
+        (key, value)
+    })
+    .collect()
 }
 
 /// Where PgBouncer sends one of its databases: a server's socket and database.
@@ -155,6 +167,12 @@ impl Route {
     fn ini_value(&self) -> String {
         format!("host={} port={} dbname={} user={SUPERUSER}", self.host.display(), self.port, self.dbname)
     }
+}
+
+/// A SHOW CONFIG value against the one written: PgBouncer may print numbers
+/// in another form (`0.10` for `0.1`).
+fn same_value(shown: &str, written: &str) -> bool {
+    shown == written || matches!((shown.parse::<f64>(), written.parse::<f64>()), (Ok(a), Ok(b)) if (a - b).abs() < 1e-9)
 }
 
 /// Names go bare into the ini file (PgBouncer 1.18 takes `orders-db = ...`)
@@ -260,6 +278,7 @@ pub struct PoolRow {
 pub struct PgBouncer {
     dir: PathBuf,
     port: u16,
+    server_login_retry: Duration,
     user: ServerUser,
     program: PathBuf,
 }
@@ -267,12 +286,18 @@ pub struct PgBouncer {
 impl PgBouncer {
     /// Describes the instance that lives (or will live) in `dir`; touches nothing.
     pub fn at(dir: impl Into<PathBuf>, user: ServerUser) -> PgBouncer {
-        PgBouncer { dir: dir.into(), port: DEFAULT_PORT, user, program: find_program() }
+        PgBouncer { dir: dir.into(), port: DEFAULT_PORT, server_login_retry: DEFAULT_LOGIN_RETRY, user, program: find_program() }
     }
 
     /// Listen on `port` instead of 6432 (only the socket file name changes).
     pub fn with_port(mut self, port: u16) -> PgBouncer {
         self.port = port;
+        self
+    }
+
+    /// PgBouncer's `server_login_retry` (see `pooler_settings`).
+    pub fn with_server_login_retry(mut self, retry: Duration) -> PgBouncer {
+        self.server_login_retry = retry;
         self
     }
 
@@ -373,9 +398,9 @@ impl PgBouncer {
             let same_routes = routes.iter().all(|r| rows.iter().any(|row| row.matches(r)))
                 && rows.iter().all(|row| row.name == ADMIN_DB || routes.iter().any(|r| r.name == row.name));
             let config = admin.show_config().await?;
-            let same_settings = pooler_settings()
+            let same_settings = pooler_settings(self.server_login_retry)
                 .iter()
-                .all(|(key, value)| config.iter().any(|(k, v)| k == key && v == value));
+                .all(|(key, value)| config.iter().any(|(k, v)| k == key && same_value(v, value)));
             if same_routes && same_settings && !changed {
                 return Ok(EnsureOutcome::Unchanged);
             }
@@ -474,7 +499,7 @@ impl PgBouncer {
         text.push_str(&format!("pidfile = {}\n", self.pid_file().display()));
         text.push_str(&format!("logfile = {}\n", self.log_file().display()));
         text.push_str(&format!("auth_file = {}\n", self.userlist_file().display()));
-        for (key, value) in pooler_settings() {
+        for (key, value) in pooler_settings(self.server_login_retry) {
             text.push_str(&format!("{key} = {value}\n"));
         }
         text
