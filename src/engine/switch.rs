@@ -114,11 +114,15 @@ impl Engine {
             return Err(self.recover(run, &switch, &mut admin, error).await);
         }
 
+        let resumed_before = run.done.contains("resume");
         self.step(run, "resume", async |_: &Engine, run: &mut Run| {
             admin.resume(&run.database.name).await?;
             Ok(json!({}))
         })
         .await?;
+        if !resumed_before {
+            self.release_after_switch(run.database.id, &run.database.name, run.strategy).await;
+        }
         if let Some(paused_at) = paused_at {
             self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
         }
