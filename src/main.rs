@@ -28,10 +28,10 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// The daemon's configuration file.
+    /// The daemon's configuration file (`check`), and apps' config vars (`set`, `unset`, `show`).
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// The control verbs (databases, info, maintenance, wait, apps): clients of the daemon's API.
+    /// The control verbs (databases, info, maintenance, wait, apps, releases, rollback): clients of the daemon's API.
     #[command(flatten)]
     Control(cli::control::ControlCommand),
 }
@@ -58,6 +58,12 @@ enum BenchCommand {
 enum ConfigCommand {
     /// Parse and validate FILE and summarise it; exit status 2 if it is not valid.
     Check(cli::config_check::CheckArgs),
+    /// Set an app's config vars: one new release, its env file rewritten, its restart hook run.
+    Set(cli::control::ConfigSetArgs),
+    /// Unset an app's config var: a new release.
+    Unset(cli::control::ConfigUnsetArgs),
+    /// An app's current config vars, as KEY=VALUE lines.
+    Show(cli::control::ConfigShowArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +78,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Failover(args)) => cli::bench_maintenance::bench(Strategy::Failover, args),
         Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),
         Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
+        Command::Config(ConfigCommand::Set(args)) => cli::control::config_set(args),
+        Command::Config(ConfigCommand::Unset(args)) => cli::control::config_unset(args),
+        Command::Config(ConfigCommand::Show(args)) => cli::control::config_show(args),
         Command::Control(command) => cli::control::run(command),
     };
     match outcome {

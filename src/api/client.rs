@@ -16,7 +16,10 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CreateApp, CreateDatabase, RequireMaintenance, RunMaintenance, RunReportBody, SetAppMaintenance, SetWindow, WaitIdle};
+use super::{
+    AttachDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig,
+    SetWindow, WaitIdle, USER_HEADER,
+};
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ enum Transport {
 #[derive(Debug, Clone)]
 pub struct Client {
     transport: Transport,
+    /// Sent as `X-Pgmaint-User` (the server prefers the socket peer's user).
+    user: Option<String>,
 }
 
 type ClientResult<T> = Result<T, ClientError>;
@@ -72,12 +77,12 @@ fn segment(text: &str) -> String {
 impl Client {
     /// A client of the daemon listening on `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Client {
-        Client { transport: Transport::Unix(socket.into()) }
+        Client { transport: Transport::Unix(socket.into()), user: user_from_env() }
     }
 
     /// A client of the TCP listener at `addr`, presenting `token`.
     pub fn tcp(addr: SocketAddr, token: impl Into<String>) -> Client {
-        Client { transport: Transport::Tcp { addr, token: token.into() } }
+        Client { transport: Transport::Tcp { addr, token: token.into() }, user: user_from_env() }
     }
 
     fn place(&self) -> String {
@@ -94,6 +99,9 @@ impl Client {
         let mut request = Request::builder().method(method).uri(path).header(header::HOST, "pgmaint");
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(user) = &self.user {
+            request = request.header(USER_HEADER, user.as_str());
         }
         let mut sender = match &self.transport {
             Transport::Unix(socket) => {
@@ -200,6 +208,41 @@ impl Client {
         self.get(&format!("/v1/apps/{}/maintenance", segment(name))).await
     }
 
+    /// Attaches a database to an app; answers with the new release (ReleaseOutcome).
+    pub async fn attach(&self, app: &str, request: &AttachDatabase) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/apps/{}/attachments", segment(app)), Some(request)).await
+    }
+
+    /// `{"app": ..., "version": N|null, "config": {KEY: VALUE}}`.
+    pub async fn config(&self, app: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/apps/{}/config", segment(app))).await
+    }
+
+    /// Sets config vars; answers with the new release.
+    pub async fn set_config(&self, app: &str, request: &SetConfig) -> ClientResult<Value> {
+        self.call(Method::PUT, &format!("/v1/apps/{}/config", segment(app)), Some(request)).await
+    }
+
+    /// Unsets a config var; answers with the new release.
+    pub async fn unset_config(&self, app: &str, key: &str) -> ClientResult<Value> {
+        self.call(Method::DELETE, &format!("/v1/apps/{}/config/{}", segment(app), segment(key)), None::<&()>).await
+    }
+
+    /// A list of ReleaseSummary, newest first.
+    pub async fn releases(&self, app: &str) -> ClientResult<Value> {
+        self.get(&format!("/v1/apps/{}/releases", segment(app))).await
+    }
+
+    /// One release (ReleaseInfo).
+    pub async fn release(&self, app: &str, version: i32) -> ClientResult<Value> {
+        self.get(&format!("/v1/apps/{}/releases/v{version}", segment(app))).await
+    }
+
+    /// Rolls back to `version` (the previous release when `None`); answers with the new release.
+    pub async fn rollback(&self, app: &str, version: Option<i32>) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/apps/{}/rollback", segment(app)), Some(&Rollback { version })).await
+    }
+
     pub async fn openapi(&self) -> ClientResult<Value> {
         self.get("/openapi.json").await
     }
@@ -214,6 +257,11 @@ impl Client {
             Err(ClientError::Status { status: status.as_u16(), message: text })
         }
     }
+}
+
+/// The user this client runs as, to name who made a release.
+fn user_from_env() -> Option<String> {
+    std::env::var("USER").ok().filter(|user| !user.is_empty() && user.chars().all(|c| c.is_ascii_graphic()))
 }
 
 async fn handshake<S>(stream: S, at: &str) -> ClientResult<hyper::client::conn::http1::SendRequest<Full<Bytes>>>

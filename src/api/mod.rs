@@ -20,8 +20,18 @@
 //! | `POST /v1/apps` | create an app ([`CreateApp`]) |
 //! | `PUT /v1/apps/{name}/maintenance` | maintenance mode on/off ([`SetAppMaintenance`]) |
 //! | `GET /v1/apps/{name}/maintenance` | maintenance mode |
+//! | `POST /v1/apps/{name}/attachments` | attach a database as `NAME_URL`, a new release ([`AttachDatabase`]) |
+//! | `GET /v1/apps/{name}/config` | the current config |
+//! | `PUT /v1/apps/{name}/config` | set config vars, a new release ([`SetConfig`]) |
+//! | `DELETE /v1/apps/{name}/config/{key}` | unset a config var, a new release |
+//! | `GET /v1/apps/{name}/releases` | releases, newest first |
+//! | `GET /v1/apps/{name}/releases/{version}` | one release (`v3` or `3`) and its config |
+//! | `POST /v1/apps/{name}/rollback` | a new release copying an older one's config ([`Rollback`]) |
 //! | `GET /openapi.json` | the OpenAPI 3.0 document ([`openapi::document`]) |
 //! | `GET /metrics` | Prometheus text ([`metrics`]) |
+//!
+//! Releases are made by the caller: the Unix socket peer's user, else the
+//! `X-Pgmaint-User` header (see [`USER_HEADER`]), else `pgmaint`.
 //!
 //! Status codes: 400 bad input, 401 missing or wrong token (TCP only), 404
 //! unknown database or app, 409 refused in the current state (not in
@@ -128,7 +138,39 @@ pub struct CreateApp {
     /// Run through `sh -c` when maintenance mode is turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub off_hook: Option<String>,
+    /// Rewritten with the config (KEY=VALUE lines, mode 0640) at every release; absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
+    /// Run through `sh -c` after every release, with PGMAINT_APP and PGMAINT_RELEASE=vN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_hook: Option<String>,
 }
+
+/// `POST /v1/apps/{name}/attachments`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachDatabase {
+    pub database: String,
+    /// Attach as `NAME_URL` (default: the database's name upper-cased, `-` as `_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `PUT /v1/apps/{name}/config`: the vars to set (others are kept).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetConfig {
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /v1/apps/{name}/rollback`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The release to copy; the one before the latest when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i32>,
+}
+
+/// The header a client names its user in (used when the server cannot see the socket peer's).
+pub const USER_HEADER: &str = "x-pgmaint-user";
 
 /// `PUT /v1/apps/{name}/maintenance`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

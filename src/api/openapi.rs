@@ -21,6 +21,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/apps"),
     ("put", "/v1/apps/{name}/maintenance"),
     ("get", "/v1/apps/{name}/maintenance"),
+    ("post", "/v1/apps/{name}/attachments"),
+    ("get", "/v1/apps/{name}/config"),
+    ("put", "/v1/apps/{name}/config"),
+    ("delete", "/v1/apps/{name}/config/{key}"),
+    ("get", "/v1/apps/{name}/releases"),
+    ("get", "/v1/apps/{name}/releases/{version}"),
+    ("post", "/v1/apps/{name}/rollback"),
     ("get", "/openapi.json"),
     ("get", "/metrics"),
 ];
@@ -63,7 +70,7 @@ const BAD: (&str, &str) = ("400", "Bad input");
 pub fn document() -> Value {
     let database = name_param("Database name");
     let app = name_param("App name");
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "pgmaint control API",
@@ -157,7 +164,7 @@ pub fn document() -> Value {
             "/v1/apps": {
                 "post": {
                     "operationId": "createApp",
-                    "summary": "Create an app attached to a database as DATABASE_URL, with optional maintenance-mode hooks",
+                    "summary": "Create an app attached to a database as DATABASE_URL (release v1), with optional maintenance-mode hooks, env file and restart hook",
                     "requestBody": json_body("CreateApp"),
                     "responses": with_errors(json!({ "201": ok("The app", schema("AppView")) }), &[BAD, NOT_FOUND, ("409", "An app of that name exists")])
                 }
@@ -191,6 +198,102 @@ pub fn document() -> Value {
                 }
             }
         }
+    });
+    if let Value::Object(paths) = release_paths(app) {
+        doc["paths"].as_object_mut().expect("paths object").extend(paths);
+    }
+    if let Value::Object(schemas) = release_schemas() {
+        doc["components"]["schemas"].as_object_mut().expect("schemas object").extend(schemas);
+    }
+    doc
+}
+
+const APP_NOT_FOUND: (&str, &str) = ("404", "Unknown app, database, config var or release");
+
+/// The routes of releases: attachments, config, releases and rollback.
+fn release_paths(app: Value) -> Value {
+    let released = |description: &str| json!({ "200": ok(description, schema("ReleaseOutcome")) });
+    json!({
+        "/v1/apps/{name}/attachments": {
+            "parameters": [app],
+            "post": {
+                "operationId": "attachDatabase",
+                "summary": "Attach a database to the app as `NAME_URL` (default: the database's name upper-cased, `-` as `_`); a new release `Attach DB`",
+                "requestBody": json_body("AttachDatabase"),
+                "responses": with_errors(json!({ "201": ok("The new release", schema("ReleaseOutcome")) }), &[BAD, APP_NOT_FOUND, ("409", "The app already has an attachment of that name")])
+            }
+        },
+        "/v1/apps/{name}/config": {
+            "parameters": [app],
+            "get": {
+                "operationId": "showConfig",
+                "summary": "The app's current config (its latest release's)",
+                "responses": with_errors(json!({ "200": ok("Config", schema("ConfigView")) }), &[APP_NOT_FOUND])
+            },
+            "put": {
+                "operationId": "setConfig",
+                "summary": "Set config vars (others are kept); a new release `Set KEY1, KEY2`, then the env file and restart hook",
+                "requestBody": json_body("SetConfig"),
+                "responses": with_errors(released("The new release"), &[BAD, APP_NOT_FOUND])
+            }
+        },
+        "/v1/apps/{name}/config/{key}": {
+            "parameters": [app, { "name": "key", "in": "path", "required": true, "description": "Config var", "schema": { "type": "string" } }],
+            "delete": {
+                "operationId": "unsetConfig",
+                "summary": "Unset a config var; a new release `Unset KEY`",
+                "responses": with_errors(released("The new release"), &[APP_NOT_FOUND])
+            }
+        },
+        "/v1/apps/{name}/releases": {
+            "parameters": [app],
+            "get": {
+                "operationId": "listReleases",
+                "summary": "The app's releases, newest first; `expired` ones cannot be rolled back to",
+                "responses": with_errors(json!({ "200": ok("Releases", json!({ "type": "array", "items": schema("ReleaseSummary") })) }), &[APP_NOT_FOUND])
+            }
+        },
+        "/v1/apps/{name}/releases/{version}": {
+            "parameters": [app, { "name": "version", "in": "path", "required": true, "description": "`v3` or `3`", "schema": { "type": "string" } }],
+            "get": {
+                "operationId": "releaseInfo",
+                "summary": "One release: change, who, when, and its config (null once expired)",
+                "responses": with_errors(json!({ "200": ok("Release", schema("ReleaseInfo")) }), &[BAD, APP_NOT_FOUND])
+            }
+        },
+        "/v1/apps/{name}/rollback": {
+            "parameters": [app],
+            "post": {
+                "operationId": "rollback",
+                "summary": "A new release `Rollback to vN` copying vN's config (the previous release's without a version); undoes no provisioning, warns about URLs of databases that no longer exist",
+                "requestBody": json_body("Rollback"),
+                "responses": with_errors(released("The new release"), &[BAD, APP_NOT_FOUND, ("409", "The release has expired, or there is none before the latest")])
+            }
+        }
+    })
+}
+
+fn release_schemas() -> Value {
+    let text = json!({ "type": "string" });
+    let config = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    let summary = json!({
+        "app": text, "version": { "type": "integer" }, "release": { "type": "string", "example": "v3" },
+        "change": { "type": "string", "example": "Set READ_ONLY" }, "made_by": text,
+        "created_at": { "type": "string", "format": "date-time" }, "expired": { "type": "boolean" }
+    });
+    let mut info = summary.clone();
+    info["config"] = json!({ "allOf": [config.clone()], "nullable": true, "description": "null once expired" });
+    let mut outcome = info.clone();
+    outcome["warnings"] = json!({ "type": "array", "items": text });
+    outcome["restart_error"] = json!({ "type": "string", "nullable": true, "description": "The env file could not be written or the restart hook failed" });
+    json!({
+        "AttachDatabase": { "type": "object", "required": ["database"], "properties": { "database": text, "name": { "type": "string", "description": "Attach as NAME_URL" } } },
+        "SetConfig": { "type": "object", "required": ["config"], "properties": { "config": config } },
+        "Rollback": { "type": "object", "properties": { "version": { "type": "integer", "minimum": 1, "description": "Default: the release before the latest" } } },
+        "ConfigView": { "type": "object", "properties": { "app": text, "version": { "type": "integer", "nullable": true }, "config": config } },
+        "ReleaseSummary": { "type": "object", "properties": summary },
+        "ReleaseInfo": { "type": "object", "properties": info },
+        "ReleaseOutcome": { "type": "object", "properties": outcome }
     })
 }
 
@@ -223,10 +326,10 @@ fn schemas() -> Value {
         "WaitIdle": { "type": "object", "required": ["timeout_seconds"], "properties": { "timeout_seconds": { "type": "integer", "minimum": 0 } } },
         "CreateApp": {
             "type": "object", "required": ["name", "attach"],
-            "properties": { "name": text, "attach": text, "on_hook": text, "off_hook": text }
+            "properties": { "name": text, "attach": text, "on_hook": text, "off_hook": text, "env_file": text, "restart_hook": text }
         },
         "SetAppMaintenance": { "type": "object", "required": ["on"], "properties": { "on": { "type": "boolean" } } },
-        "AppView": { "type": "object", "properties": { "name": text, "maintenance": { "type": "boolean" } } },
+        "AppView": { "type": "object", "properties": { "name": text, "maintenance": { "type": "boolean" }, "release": schema("ReleaseOutcome") } },
         "DatabaseSummary": {
             "type": "object",
             "properties": {

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path as UrlPath, Query, Request, State};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{FromRequest, FromRequestParts, Path as UrlPath, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{TimeDelta, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -28,11 +29,15 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, RwLock};
 
 use super::{
-    metrics, openapi, ApiError, CreateApp, CreateDatabase, RequireMaintenance, RunMaintenance, RunReportBody, SetAppMaintenance, SetWindow,
-    WaitIdle, DEFAULT_WINDOW,
+    metrics, openapi, ApiError, AttachDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody,
+    SetAppMaintenance, SetConfig, SetWindow, WaitIdle, DEFAULT_WINDOW, USER_HEADER,
 };
 use crate::config::ApiConfig;
-use crate::engine::{AppView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, HistoryEntry, MaintenanceView};
+use crate::engine::{
+    parse_version, AppView, ConfigView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, HistoryEntry,
+    MaintenanceView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, DEFAULT_MAKER,
+};
+use crate::store::AppHooks;
 use crate::model::{Plan, Reason, NO_MAINTENANCE};
 use crate::schedule::{self, Window};
 use crate::store::StoreError;
@@ -77,7 +82,8 @@ pub async fn serve(
     let state = ApiState { engine, nudge, metrics, in_flight: Arc::new(RwLock::new(())), shutdown: stopped.clone() };
     let app = router(state.clone());
 
-    let unix_server = axum::serve(unix, app.clone()).with_graceful_shutdown(signalled(stopped.clone()));
+    let unix_server =
+        axum::serve(unix, app.clone().into_make_service_with_connect_info::<Peer>()).with_graceful_shutdown(signalled(stopped.clone()));
     let tcp_server = async {
         match tcp {
             Some((listener, token)) => {
@@ -231,6 +237,12 @@ fn router(state: ApiState) -> Router {
         .route("/v1/databases/{name}/wait", post(wait_idle))
         .route("/v1/apps", post(create_app))
         .route("/v1/apps/{name}/maintenance", get(app_maintenance).put(set_app_maintenance))
+        .route("/v1/apps/{name}/attachments", post(attach))
+        .route("/v1/apps/{name}/config", get(show_config).put(set_config))
+        .route("/v1/apps/{name}/config/{key}", delete(unset_config))
+        .route("/v1/apps/{name}/releases", get(releases))
+        .route("/v1/apps/{name}/releases/{version}", get(release_info))
+        .route("/v1/apps/{name}/rollback", post(rollback))
         .route("/openapi.json", get(openapi_document))
         .route("/metrics", get(render_metrics))
         .fallback(|method: Method, uri: axum::http::Uri| async move {
@@ -423,13 +435,96 @@ async fn wait_idle(State(state): State<ApiState>, UrlPath(name): UrlPath<String>
     Ok(Json(json!({ "name": name, "busy": false })))
 }
 
-async fn create_app(State(state): State<ApiState>, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {
+/// The user at the other end of a Unix socket connection, from SO_PEERCRED.
+#[derive(Debug, Clone)]
+struct Peer {
+    user: Option<String>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        let user = stream
+            .io()
+            .peer_cred()
+            .ok()
+            .and_then(|cred| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(cred.uid())).ok().flatten().map(|u| u.name).or(Some(cred.uid().to_string())));
+        Peer { user }
+    }
+}
+
+/// Who makes a release: the socket peer's user, else the client's `X-Pgmaint-User`, else `pgmaint`.
+struct Caller(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<Peer>>().and_then(|info| info.0.user.clone());
+        let header = || {
+            parts
+                .headers
+                .get(USER_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|name| !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_graphic()))
+                .map(str::to_string)
+        };
+        Ok(Caller(peer.or_else(header).unwrap_or_else(|| DEFAULT_MAKER.to_string())))
+    }
+}
+
+async fn create_app(State(state): State<ApiState>, Caller(caller): Caller, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {
     let app = state
         .detached(move |engine| async move {
-            engine.create_app(&request.name, &request.attach, request.on_hook.as_deref(), request.off_hook.as_deref()).await
+            let hooks = AppHooks {
+                on_maintenance_on: request.on_hook.as_deref(),
+                on_maintenance_off: request.off_hook.as_deref(),
+                env_file: request.env_file.as_deref(),
+                restart_hook: request.restart_hook.as_deref(),
+            };
+            engine.create_app(&request.name, &request.attach, &hooks, &caller).await
         })
         .await?;
     Ok((StatusCode::CREATED, Json(app)))
+}
+
+async fn attach(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    UrlPath(name): UrlPath<String>,
+    Body(request): Body<AttachDatabase>,
+) -> Result<(StatusCode, Json<ReleaseOutcome>), HttpError> {
+    let outcome =
+        state.detached(move |engine| async move { engine.attach(&name, &request.database, request.name.as_deref(), &caller).await }).await?;
+    Ok((StatusCode::CREATED, Json(outcome)))
+}
+
+async fn show_config(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<ConfigView> {
+    Ok(Json(state.engine.config(&name).await?))
+}
+
+async fn set_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<SetConfig>) -> Answer<ReleaseOutcome> {
+    Ok(Json(state.detached(move |engine| async move { engine.set_config(&name, &request.config, &caller).await }).await?))
+}
+
+async fn unset_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath((name, key)): UrlPath<(String, String)>) -> Answer<ReleaseOutcome> {
+    Ok(Json(state.detached(move |engine| async move { engine.unset_config(&name, &key, &caller).await }).await?))
+}
+
+async fn releases(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<Vec<ReleaseSummary>> {
+    Ok(Json(state.engine.releases(&name).await?))
+}
+
+async fn release_info(State(state): State<ApiState>, UrlPath((name, version)): UrlPath<(String, String)>) -> Answer<ReleaseInfo> {
+    let version = parse_version(&version).map_err(HttpError::bad)?;
+    Ok(Json(state.engine.release(&name, version).await?))
+}
+
+async fn rollback(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<Rollback>) -> Answer<ReleaseOutcome> {
+    if request.version.is_some_and(|v| v < 1) {
+        return Err(HttpError::bad("version must be at least 1"));
+    }
+    Ok(Json(state.detached(move |engine| async move { engine.rollback(&name, request.version, &caller).await }).await?))
 }
 
 async fn set_app_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetAppMaintenance>) -> Answer<AppView> {

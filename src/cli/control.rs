@@ -1,7 +1,8 @@
 //! The control verbs: clients of the daemon's API, in the reference's vocabulary.
 //!
 //! `databases create|list|destroy`, `info`, `maintenance require|show|window|run|history`,
-//! `wait`, `apps create`, `apps maintenance on|off|show`. Every verb takes
+//! `wait`, `apps create|attach`, `apps maintenance on|off|show`, `config set|unset|show`,
+//! `releases [info]`, `rollback`. Every verb takes
 //! `--socket PATH` (env `PGMAINT_SOCKET`) and `--json` (print the API's JSON).
 //! Exit status: 0 done; 1 refused, not found, or the daemon unreachable;
 //! 2 bad input (caught here before any request, or a 400 from the server).
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use pgmaint::api::{Client, ClientError, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody};
+use pgmaint::api::{AttachDatabase, Client, ClientError, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody, SetConfig};
+use pgmaint::engine::parse_version;
 use pgmaint::model::{reference_time, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
 use serde::de::DeserializeOwned;
@@ -49,6 +51,72 @@ pub enum ControlCommand {
     /// Apps: the consumers of databases, and their maintenance mode.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// An app's releases, newest first (`releases APP`), or one of them (`releases info APP vN`).
+    Releases(ReleasesArgs),
+    /// Roll an app's config back: a new release copying vN's (the previous release's without vN).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReleasesArgs {
+    #[command(subcommand)]
+    pub command: Option<ReleasesCommand>,
+    /// The app.
+    #[arg(required = true)]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleasesCommand {
+    /// A release's change, who made it, when, and the config at it.
+    Info(ReleaseInfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseInfoArgs {
+    pub app: String,
+    /// `v3` (or `3`).
+    pub version: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    pub app: String,
+    /// The release to copy (`v3`); the one before the latest when absent.
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// `pgmaint config set|unset|show` (beside `config check`).
+#[derive(Args, Debug)]
+pub struct ConfigSetArgs {
+    pub app: String,
+    /// KEY=VALUE (repeatable): one release for all of them.
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub values: Vec<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigUnsetArgs {
+    pub app: String,
+    pub key: String,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigShowArgs {
+    pub app: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +149,19 @@ pub enum AppsCommand {
     Create(AppCreateArgs),
     /// Turn an app's maintenance mode on or off, or show it (`on` or `off`).
     Maintenance(AppMaintenanceArgs),
+    /// Attach another database to an app as NAME_URL: a new release.
+    Attach(AttachArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    pub app: String,
+    pub database: String,
+    /// Attach as NAME_URL (default: the database's name upper-cased, `-` as `_`).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +261,12 @@ pub struct AppCreateArgs {
     /// Run (sh -c) when maintenance mode is turned off.
     #[arg(long, value_name = "CMD")]
     pub off_hook: Option<String>,
+    /// Rewrite this file with the config (KEY=VALUE lines, mode 0640) at every release.
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Run (sh -c) after every release; PGMAINT_APP and PGMAINT_RELEASE=vN are set.
+    #[arg(long, value_name = "CMD")]
+    pub restart_hook: Option<String>,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -214,6 +301,10 @@ pub fn run(command: ControlCommand) -> Outcome {
         ControlCommand::Wait(args) => wait(args),
         ControlCommand::Apps(AppsCommand::Create(args)) => app_create(args),
         ControlCommand::Apps(AppsCommand::Maintenance(args)) => app_maintenance(args),
+        ControlCommand::Apps(AppsCommand::Attach(args)) => attach(args),
+        ControlCommand::Releases(ReleasesArgs { command: Some(ReleasesCommand::Info(args)), .. }) => release_info(args),
+        ControlCommand::Releases(ReleasesArgs { command: None, app, connection }) => releases(app.unwrap_or_default(), connection),
+        ControlCommand::Rollback(args) => rollback(args),
     }
 }
 
@@ -521,14 +612,169 @@ struct App {
 }
 
 fn app_create(args: AppCreateArgs) -> Outcome {
-    let request = CreateApp { name: args.app, attach: args.attach, on_hook: args.on_hook, off_hook: args.off_hook };
+    let env_file = match args.env_file {
+        Some(path) => Some(std::path::absolute(&path).map_err(|e| Failure::usage(format!("env file {}: {e}", path.display())))?.display().to_string()),
+        None => None,
+    };
+    let request =
+        CreateApp { name: args.app, attach: args.attach, on_hook: args.on_hook, off_hook: args.off_hook, env_file, restart_hook: args.restart_hook };
     let answer = call(Client::new(&args.connection.socket).create_app(&request))?;
+    let release: Option<Released> = answer.get("release").cloned().map(typed).transpose()?;
+    if args.connection.json {
+        print_json(&answer)?;
+    } else {
+        let app: App = typed(answer)?;
+        let version = release.as_ref().map(|r| format!(", {}", r.release)).unwrap_or_default();
+        println!("Created app {} with {} attached as DATABASE_URL{version}", app.name, request.attach);
+    }
+    release.map_or(Ok(()), |r| released_ok(&r))
+}
+
+/// A new release as the API answers it.
+#[derive(Deserialize)]
+struct Released {
+    release: String,
+    #[serde(default)]
+    warnings: Vec<String>,
+    restart_error: Option<String>,
+}
+
+/// Warnings go to stderr (with or without --json); a release that could not be
+/// applied (env file, restart hook) fails the verb after it was recorded.
+fn released_ok(release: &Released) -> Outcome {
+    for warning in &release.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &release.restart_error {
+        Some(error) => Err(Failure::failed(format!("{} was created but not applied: {error}", release.release))),
+        None => Ok(()),
+    }
+}
+
+/// Prints `<doing>... done, vN` (or the JSON) and checks the release.
+fn report_release(answer: Value, json: bool, doing: &str) -> Outcome {
+    let release: Released = typed(answer.clone())?;
+    if json {
+        print_json(&answer)?;
+    } else {
+        println!("{doing}... done, {}", release.release);
+    }
+    released_ok(&release)
+}
+
+fn attach(args: AttachArgs) -> Outcome {
+    let request = AttachDatabase { database: args.database.clone(), name: args.name.clone() };
+    let answer = call(Client::new(&args.connection.socket).attach(&args.app, &request))?;
+    let key = pgmaint::engine::attachment_key(&args.database, args.name.as_deref()).unwrap_or_default();
+    report_release(answer, args.connection.json, &format!("Attaching {} to {} as {key} and restarting", args.database, args.app))
+}
+
+pub fn config_set(args: ConfigSetArgs) -> Outcome {
+    let mut config = std::collections::BTreeMap::new();
+    for pair in &args.values {
+        let (key, value) = pair.split_once('=').ok_or_else(|| Failure::usage(format!("{pair:?} is not KEY=VALUE")))?;
+        if key.is_empty() {
+            return Err(Failure::usage(format!("{pair:?} has no key")));
+        }
+        config.insert(key.to_string(), value.to_string());
+    }
+    let keys: Vec<&str> = config.keys().map(String::as_str).collect();
+    let doing = format!("Setting {} and restarting {}", keys.join(", "), args.app);
+    let answer = call(Client::new(&args.connection.socket).set_config(&args.app, &SetConfig { config: config.clone() }))?;
+    report_release(answer, args.connection.json, &doing)
+}
+
+pub fn config_unset(args: ConfigUnsetArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).unset_config(&args.app, &args.key))?;
+    report_release(answer, args.connection.json, &format!("Unsetting {} and restarting {}", args.key, args.app))
+}
+
+#[derive(Deserialize)]
+struct ConfigAnswer {
+    config: std::collections::BTreeMap<String, String>,
+}
+
+pub fn config_show(args: ConfigShowArgs) -> Outcome {
+    let answer = call(Client::new(&args.connection.socket).config(&args.app))?;
     if args.connection.json {
         return print_json(&answer);
     }
-    let app: App = typed(answer)?;
-    println!("Created app {} with {} attached as DATABASE_URL", app.name, request.attach);
+    let shown: ConfigAnswer = typed(answer)?;
+    for (key, value) in shown.config {
+        println!("{key}={value}");
+    }
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct ReleaseRow {
+    release: String,
+    change: String,
+    made_by: String,
+    created_at: DateTime<Utc>,
+    expired: bool,
+    #[serde(default)]
+    config: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn releases(app: String, connection: Connection) -> Outcome {
+    let answer = call(Client::new(&connection.socket).releases(&app))?;
+    if connection.json {
+        return print_json(&answer);
+    }
+    let rows: Vec<ReleaseRow> = typed(answer)?;
+    print!("{}", releases_table(&app, rows));
+    Ok(())
+}
+
+/// `=== APP Releases`, then `Rel  Change  By  When`, newest first; expired ones end with `expired`.
+fn releases_table(app: &str, rows: Vec<ReleaseRow>) -> String {
+    if rows.is_empty() {
+        return format!("{app} has no releases\n");
+    }
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let when = reference_time(r.created_at);
+            vec![r.release, r.change, r.made_by, if r.expired { format!("{when}  expired") } else { when }]
+        })
+        .collect();
+    format!("=== {app} Releases\n{}", table(&["Rel", "Change", "By", "When"], rows))
+}
+
+fn release_info(args: ReleaseInfoArgs) -> Outcome {
+    let version = parse_version(&args.version).map_err(Failure::usage)?;
+    let answer = call(Client::new(&args.connection.socket).release(&args.app, version))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let row: ReleaseRow = typed(answer)?;
+    print!("{}", release_block(&args.app, &row));
+    Ok(())
+}
+
+fn release_block(app: &str, row: &ReleaseRow) -> String {
+    let mut out = format!("=== Release {} of {app}\n", row.release);
+    out.push_str(&format!("{:<9}{}\n", "Change:", row.change));
+    out.push_str(&format!("{:<9}{}\n", "By:", row.made_by));
+    out.push_str(&format!("{:<9}{}\n", "When:", reference_time(row.created_at)));
+    match &row.config {
+        Some(config) if !row.expired => {
+            out.push_str(&format!("=== {app} Config vars at {}\n", row.release));
+            for (key, value) in config {
+                out.push_str(&format!("{key}={value}\n"));
+            }
+        }
+        _ => out.push_str(&format!("{:<9}expired: its config was discarded and it cannot be rolled back to\n", "Config:")),
+    }
+    out
+}
+
+fn rollback(args: RollbackArgs) -> Outcome {
+    let version = args.version.as_deref().map(parse_version).transpose().map_err(Failure::usage)?;
+    let answer = call(Client::new(&args.connection.socket).rollback(&args.app, version))?;
+    let target = answer.get("change").and_then(Value::as_str).and_then(|c| c.strip_prefix("Rollback to ")).unwrap_or("the previous release").to_string();
+    report_release(answer, args.connection.json, &format!("Rolling back {} to {target}", args.app))
 }
 
 fn app_maintenance(args: AppMaintenanceArgs) -> Outcome {
@@ -619,6 +865,36 @@ mod tests {
              Maintenance:        scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready\n\
              Maintenance window: Tuesdays 14:30 to 18:30 UTC\n\
              Endpoint:           postgresql://127.0.0.1:6432/orders\n"
+        );
+    }
+
+    #[test]
+    fn releases_read_like_the_reference() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let row = |rel: &str, change: &str, when: &str, expired: bool| ReleaseRow {
+            release: rel.into(),
+            change: change.into(),
+            made_by: "root".into(),
+            created_at: at(when),
+            expired,
+            config: None,
+        };
+        let text = releases_table(
+            "web",
+            vec![row("v10", "Set READ_ONLY", "2026-11-22T16:40:00Z", false), row("v9", "Attach blog", "2026-09-01T08:00:00Z", true)],
+        );
+        assert_eq!(
+            text,
+            "=== web Releases\n\
+             Rel  Change         By    When\n\
+             v10  Set READ_ONLY  root  2026-11-22 16:40:00 +0000\n\
+             v9   Attach blog    root  2026-09-01 08:00:00 +0000  expired\n"
+        );
+        let mut info = row("v2", "Set A", "2026-11-22T16:40:00Z", false);
+        info.config = Some([("A".to_string(), "1".to_string())].into());
+        assert_eq!(
+            release_block("web", &info),
+            "=== Release v2 of web\nChange:  Set A\nBy:      root\nWhen:    2026-11-22 16:40:00 +0000\n=== web Config vars at v2\nA=1\n"
         );
     }
 

@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::model::{PendingStatus, Plan, Reason, Replacement, Strategy};
 use crate::notify::MailEvent;
 use crate::schedule::{self, Blackout, Window};
-use crate::store::{AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
+use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
 
+use super::releases::ReleaseOutcome;
 use super::run::RunReport;
 use super::{connect, Engine, EngineError, EngineResult};
 
@@ -85,6 +86,9 @@ pub struct HistoryEntry {
 pub struct AppView {
     pub name: String,
     pub maintenance: bool,
+    /// The release a change made (v1 when the app is created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseOutcome>,
 }
 
 impl Engine {
@@ -353,12 +357,19 @@ impl Engine {
     }
 
     /// Creates an app attached to `database` (as DATABASE_URL), with optional
-    /// commands run when its maintenance mode is turned on or off.
-    pub async fn create_app(&self, name: &str, database: &str, on_hook: Option<&str>, off_hook: Option<&str>) -> EngineResult<AppView> {
+    /// commands run when its maintenance mode is turned on or off, an env file
+    /// and a restart hook; its first release, v1 `Attach DB`, holds DATABASE_URL.
+    pub async fn create_app(&self, name: &str, database: &str, hooks: &AppHooks<'_>, made_by: &str) -> EngineResult<AppView> {
         super::fleet::validate_name(name)?;
+        if let Some(path) = hooks.env_file {
+            if !std::path::Path::new(path).is_absolute() {
+                return Err(EngineError::Invalid(format!("the env file {path:?} must be an absolute path")));
+            }
+        }
         let database = self.store.database_named(database).await?;
-        let app = self.store.insert_app(name, database.id, on_hook, off_hook).await?;
-        Ok(app_view(app))
+        let app = self.store.insert_app(name, database.id, hooks).await?;
+        let release = self.release_attachment(&app, &database.name, "DATABASE_URL", true, made_by).await?;
+        Ok(AppView { release: Some(release), ..app_view(app) })
     }
 
     /// Turns an app's maintenance mode on or off and runs its hook for that.
@@ -369,7 +380,7 @@ impl Engine {
             run_hook(command, name, on).await?;
         }
         self.store.set_app_maintenance(app.id, on).await?;
-        Ok(AppView { name: app.name, maintenance: on })
+        Ok(AppView { name: app.name, maintenance: on, release: None })
     }
 
     pub async fn app(&self, name: &str) -> EngineResult<AppView> {
@@ -378,7 +389,7 @@ impl Engine {
 }
 
 fn app_view(app: AppRecord) -> AppView {
-    AppView { name: app.name, maintenance: app.maintenance_mode }
+    AppView { name: app.name, maintenance: app.maintenance_mode, release: None }
 }
 
 fn role_of(database: &DatabaseRecord) -> &'static str {

@@ -11,6 +11,7 @@ mod control;
 mod failpoint;
 mod fleet;
 mod mail;
+mod releases;
 mod restart;
 mod run;
 mod switch;
@@ -20,6 +21,9 @@ use std::time::Duration;
 pub use control::{AppView, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceView};
 pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;
+pub use releases::{
+    attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
+};
 pub use run::RunReport;
 
 use crate::endpoint::{EndpointError, PgBouncer};
@@ -71,12 +75,25 @@ pub struct Engine {
     claim_lease: Duration,
     failpoint: Option<Failpoint>,
     notifier: Option<Notifier>,
+    retention: Retention,
+    /// Held while a release is made and applied, so env files follow release order.
+    release_lock: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
     /// `node` names this runner in claims (e.g. host and pid).
     pub fn new(store: Store, provider: LocalProvider, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
-        Engine { store, provider, endpoint, node: node.into(), claim_lease: DEFAULT_CLAIM_LEASE, failpoint: None, notifier: None }
+        Engine {
+            store,
+            provider,
+            endpoint,
+            node: node.into(),
+            claim_lease: DEFAULT_CLAIM_LEASE,
+            failpoint: None,
+            notifier: None,
+            retention: Retention::default(),
+            release_lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// How long a claim lasts without renewal: another daemon takes over a
@@ -89,6 +106,12 @@ impl Engine {
     /// Owners are mailed through `notifier` (without one, no mail is queued).
     pub fn with_notifier(mut self, notifier: Notifier) -> Engine {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Which releases keep a restorable config (the reference's 100 releases / 30 days by default).
+    pub fn with_release_retention(mut self, retention: Retention) -> Engine {
+        self.retention = retention;
         self
     }
 

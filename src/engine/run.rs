@@ -33,7 +33,7 @@ pub(super) struct Run {
     pub database: DatabaseRecord,
     pub strategy: Strategy,
     /// Steps already done in this attempt (by an earlier, interrupted runner).
-    done: HashSet<String>,
+    pub(super) done: HashSet<String>,
     pub timings: Vec<(String, Duration)>,
 }
 

@@ -108,7 +108,11 @@ impl Engine {
             return Err(self.recover(run, &switch, &mut admin, error).await);
         }
 
+        let resumed_before = run.done.contains("resume");
         self.resume_endpoint(run, &mut admin, paused_at).await?;
+        if !resumed_before {
+            self.release_after_switch(run.database.id, &run.database.name, run.strategy).await;
+        }
 
         self.step(run, "repoint_followers", async |engine: &Engine, run: &mut Run| engine.repoint_followers(run, &switch).await).await?;
         if run.strategy == Strategy::Failover {

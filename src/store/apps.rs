@@ -9,20 +9,36 @@ pub struct AppRecord {
     pub maintenance_mode: bool,
     pub on_maintenance_on: Option<String>,
     pub on_maintenance_off: Option<String>,
+    /// Rewritten (KEY=VALUE lines) at every release.
+    pub env_file: Option<String>,
+    /// Run after every release.
+    pub restart_hook: Option<String>,
 }
 
-const APP_COLUMNS: &str = "a.id, a.name, a.maintenance_mode, a.on_maintenance_on, a.on_maintenance_off";
+/// An app's optional commands and files.
+#[derive(Debug, Clone, Default)]
+pub struct AppHooks<'a> {
+    pub on_maintenance_on: Option<&'a str>,
+    pub on_maintenance_off: Option<&'a str>,
+    pub env_file: Option<&'a str>,
+    pub restart_hook: Option<&'a str>,
+}
+
+const APP_COLUMNS: &str = "a.id, a.name, a.maintenance_mode, a.on_maintenance_on, a.on_maintenance_off, a.env_file, a.restart_hook";
 
 impl Store {
     /// Creates an app attached to a database as `DATABASE_URL`.
-    pub async fn insert_app(&self, name: &str, database_id: i64, on_hook: Option<&str>, off_hook: Option<&str>) -> StoreResult<AppRecord> {
+    pub async fn insert_app(&self, name: &str, database_id: i64, hooks: &AppHooks<'_>) -> StoreResult<AppRecord> {
         let mut tx = self.pool().begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO apps (name, on_maintenance_on, on_maintenance_off) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING id",
+            "INSERT INTO apps (name, on_maintenance_on, on_maintenance_off, env_file, restart_hook) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(name)
-        .bind(on_hook)
-        .bind(off_hook)
+        .bind(hooks.on_maintenance_on)
+        .bind(hooks.on_maintenance_off)
+        .bind(hooks.env_file)
+        .bind(hooks.restart_hook)
         .fetch_optional(&mut *tx)
         .await?;
         let id = id.ok_or_else(|| StoreError::Conflict(format!("app {name} already exists")))?;
@@ -46,6 +62,20 @@ impl Store {
 
     pub async fn set_app_maintenance(&self, app_id: i64, on: bool) -> StoreResult<()> {
         sqlx::query("UPDATE apps SET maintenance_mode = $2 WHERE id = $1").bind(app_id).bind(on).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Attaches a database to an app under `name` (the config key, e.g. `ORDERS_URL`).
+    pub async fn insert_attachment(&self, app_id: i64, database_id: i64, name: &str) -> StoreResult<()> {
+        let inserted = sqlx::query("INSERT INTO attachments (app_id, database_id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(app_id)
+            .bind(database_id)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("the app already has an attachment named {name}")));
+        }
         Ok(())
     }
 

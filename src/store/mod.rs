@@ -10,11 +10,13 @@ mod leases;
 mod maintenances;
 mod metrics;
 mod outbox;
+mod releases;
 
-pub use apps::AppRecord;
+pub use apps::{AppHooks, AppRecord};
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
 pub use outbox::{OutgoingMail, QueuedMail};
+pub use releases::{Config, ReleaseRecord};
 
 use std::time::Duration;
 

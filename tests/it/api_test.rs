@@ -22,19 +22,19 @@ use crate::harness::TestEnv;
 const BIN: &str = env!("CARGO_BIN_EXE_pgmaint");
 
 /// What one run of the binary did.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Ran {
-    fn ok(self, what: &str) -> Ran {
+    pub fn ok(self, what: &str) -> Ran {
         assert_eq!(self.code, 0, "{what} failed: stdout {:?} stderr {:?}", self.stdout, self.stderr);
         self
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
@@ -57,7 +57,7 @@ async fn pgmaint_as(user: Option<&str>, socket: &Path, args: &[&str]) -> Ran {
     }
 }
 
-async fn pgmaint(socket: &Path, args: &[&str]) -> Ran {
+pub(crate) async fn pgmaint(socket: &Path, args: &[&str]) -> Ran {
     pgmaint_as(None, socket, args).await
 }
 

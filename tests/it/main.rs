@@ -10,4 +10,5 @@ mod harness;
 mod harness_test;
 mod kill_test;
 mod notify_test;
+mod releases_test;
 mod store_test;
