@@ -43,8 +43,13 @@ impl Ran {
 async fn pgmaint_as(user: Option<&str>, socket: &Path, args: &[&str]) -> Ran {
     let mut command = match user {
         Some(user) => {
+            // The build directory may be closed to other users (a 0700 checkout):
+            // run a copy of the binary from the test's own, world-readable directory.
+            let copy = socket.parent().expect("socket directory").join("pgmaint-for-other-user");
+            std::fs::copy(BIN, &copy).expect("copy pgmaint");
+            std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod copy");
             let mut command = tokio::process::Command::new("runuser");
-            command.args(["-u", user, "--", BIN]);
+            command.args(["-u", user, "--"]).arg(&copy);
             command
         }
         None => tokio::process::Command::new(BIN),
