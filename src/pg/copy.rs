@@ -104,8 +104,12 @@ async fn connect(conninfo: &str) -> PgResult<Client> {
     Ok(client)
 }
 
+/// A failed statement, with the server's own message (tokio-postgres shows only "db error").
 fn query(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
-    move |source| PgError::Query { what, source }
+    move |source| match source.as_db_error() {
+        Some(db) => PgError::Unexpected(format!("{what}: {} (SQLSTATE {})", db.message(), db.code().code())),
+        None => PgError::Query { what, source },
+    }
 }
 
 /// Copies every table of `source` into `target`, replacing the target
@@ -398,8 +402,9 @@ pub async fn restore_writes(admin_conninfo: &str, dbname: &str, was_read_only: b
 async fn end_sessions(admin: &Client, dbname: &str, before: Option<String>) -> PgResult<()> {
     let pids: Vec<i32> = admin
         .query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
-             AND ($2::text IS NULL OR backend_start < $2::text::timestamptz) AND pg_terminate_backend(pid)",
+            // pg_terminate_backend in the select list: in WHERE it could run before the other conditions.
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
+             AND ($2::text IS NULL OR backend_start < $2::text::timestamptz)",
             &[&dbname, &before],
         )
         .await
