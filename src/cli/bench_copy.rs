@@ -55,7 +55,7 @@ struct BenchCopyReport {
 }
 
 pub fn bench(args: BenchCopyArgs) -> Outcome {
-    if !(args.gb > 0.0) || args.tables == 0 || args.workers == 0 {
+    if args.gb.is_nan() || args.gb <= 0.0 || args.tables == 0 || args.workers == 0 {
         return Err(Failure::usage("--gb, --tables and --workers must be positive"));
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;

@@ -377,7 +377,13 @@ pub async fn block_writes(admin_conninfo: &str, dbname: &str) -> PgResult<bool> 
         .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = on", ident(dbname)))
         .await
         .map_err(query("ALTER DATABASE read-only"))?;
-    end_sessions(&admin, dbname, None).await?;
+    if let Err(error) = end_sessions(&admin, dbname, None).await {
+        // Not blocked after all: writable again before reporting the failure.
+        if !already {
+            let _ = admin.batch_execute(&format!("ALTER DATABASE {} RESET default_transaction_read_only", ident(dbname))).await;
+        }
+        return Err(error);
+    }
     Ok(already)
 }
 

@@ -56,7 +56,7 @@ async fn writer(conninfo: String, stop: Arc<AtomicBool>) -> Writes {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut id = 0i64;
     while !stop.load(Ordering::Relaxed) {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
+        if !matches!(&client, Some(c) if !c.is_closed()) {
             match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
                 Ok((c, connection)) => {
                     tokio::spawn(connection);
