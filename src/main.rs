@@ -52,6 +52,8 @@ enum BenchCommand {
     Failover(cli::bench_maintenance::BenchMaintenanceArgs),
     /// A paused restart under a writer workload.
     Restart(cli::bench_maintenance::BenchMaintenanceArgs),
+    /// `copy` of a generated multi-GB database: downtime per GB (reference: about 3 minutes).
+    Copy(cli::bench_copy::BenchCopyArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Switchover(args)) => cli::bench_maintenance::bench(Strategy::Switchover, args),
         Command::Bench(BenchCommand::Failover(args)) => cli::bench_maintenance::bench(Strategy::Failover, args),
         Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),
+        Command::Bench(BenchCommand::Copy(args)) => cli::bench_copy::bench(args),
         Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
         Command::Config(ConfigCommand::Set(args)) => cli::control::config_set(args),
         Command::Config(ConfigCommand::Unset(args)) => cli::control::config_unset(args),

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    AttachDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig,
-    SetWindow, WaitIdle, USER_HEADER,
+    AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance,
+    SetConfig, SetWindow, WaitIdle, USER_HEADER,
 };
 
 /// Why a request got no usable answer.
@@ -92,10 +92,9 @@ impl Client {
         }
     }
 
-    /// Sends one request and returns the answer's status and body.
-    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ClientResult<(StatusCode, Bytes)> {
+    /// Sends one request and returns the answer, its body not read yet.
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ClientResult<hyper::Response<hyper::body::Incoming>> {
         let at = self.place();
-        let transport_error = |e: hyper::Error| ClientError::Transport { at: at.clone(), message: e.to_string() };
         let mut request = Request::builder().method(method).uri(path).header(header::HOST, "pgmaint");
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -117,9 +116,15 @@ impl Client {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::BadAnswer(format!("building the request: {e}")))?;
-        let response = sender.send_request(request).await.map_err(transport_error)?;
+        sender.send_request(request).await.map_err(|e| ClientError::Transport { at, message: e.to_string() })
+    }
+
+    /// Sends one request and returns the answer's status and body.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ClientResult<(StatusCode, Bytes)> {
+        let at = self.place();
+        let response = self.send(method, path, body).await?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.map_err(transport_error)?.to_bytes();
+        let bytes = response.into_body().collect().await.map_err(|e| ClientError::Transport { at, message: e.to_string() })?.to_bytes();
         Ok((status, bytes))
     }
 
@@ -241,6 +246,48 @@ impl Client {
     /// Rolls back to `version` (the previous release when `None`); answers with the new release.
     pub async fn rollback(&self, app: &str, version: Option<i32>) -> ClientResult<Value> {
         self.call(Method::POST, &format!("/v1/apps/{}/rollback", segment(app)), Some(&Rollback { version })).await
+    }
+
+    /// Copies `request.source` into `target`, calling `on_event` with every
+    /// newline-delimited JSON event the server streams (progress, then `done`
+    /// or `error`); answers with the final `done` event. An `error` event
+    /// becomes [`ClientError::Status`] with the status it carries.
+    pub async fn copy_database(&self, target: &str, request: &CopyDatabase, mut on_event: impl FnMut(&Value)) -> ClientResult<Value> {
+        let at = self.place();
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let response = self.send(Method::POST, &format!("/v1/databases/{}/copy", segment(target)), Some(body)).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(|e| ClientError::Transport { at, message: e.to_string() })?.to_bytes();
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()));
+            return Err(ClientError::Status { status: status.as_u16(), message });
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        let mut last: Option<Value> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport { at: at.clone(), message: e.to_string() })?;
+            let Ok(data) = frame.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: Value = serde_json::from_slice(&line).map_err(|e| ClientError::BadAnswer(format!("copy event: {e}")))?;
+                on_event(&event);
+                last = Some(event);
+            }
+        }
+        let last = last.ok_or_else(|| ClientError::BadAnswer("the copy stream ended without an event".into()))?;
+        match last.get("event").and_then(Value::as_str) {
+            Some("done") => Ok(last),
+            Some("error") => Err(ClientError::Status {
+                status: last.get("status").and_then(Value::as_u64).unwrap_or(500) as u16,
+                message: last.get("error").and_then(Value::as_str).unwrap_or("the copy failed").to_string(),
+            }),
+            _ => Err(ClientError::BadAnswer("the copy stream ended before the copy did (daemon stopped?)".into())),
+        }
     }
 
     pub async fn openapi(&self) -> ClientResult<Value> {

@@ -17,6 +17,7 @@
 //! | `POST /v1/databases/{name}/maintenance/run` | run it now ([`RunMaintenance`]) |
 //! | `GET /v1/databases/{name}/maintenance/history` | past maintenances |
 //! | `POST /v1/databases/{name}/wait` | block until idle ([`WaitIdle`]) |
+//! | `POST /v1/databases/{name}/copy` | replace its data with another database's ([`CopyDatabase`]); streams NDJSON progress |
 //! | `POST /v1/apps` | create an app ([`CreateApp`]) |
 //! | `PUT /v1/apps/{name}/maintenance` | maintenance mode on/off ([`SetAppMaintenance`]) |
 //! | `GET /v1/apps/{name}/maintenance` | maintenance mode |
@@ -124,6 +125,20 @@ pub struct RunMaintenance {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaitIdle {
     pub timeout_seconds: u64,
+}
+
+/// `POST /v1/databases/{target}/copy`. The answer is `application/x-ndjson`:
+/// `{"event":"progress",...}` lines, then `{"event":"done","report":{...}}` or
+/// `{"event":"error","error":"...","status":N}`. Checks that fail before the
+/// copy starts (wrong confirmation, unknown database) are plain error answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyDatabase {
+    pub source: String,
+    /// Must repeat the target's name: its data is replaced.
+    pub confirm: String,
+    /// Parallel table streams (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 /// `POST /v1/apps`.

@@ -18,6 +18,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/databases/{name}/maintenance/run"),
     ("get", "/v1/databases/{name}/maintenance/history"),
     ("post", "/v1/databases/{name}/wait"),
+    ("post", "/v1/databases/{name}/copy"),
     ("post", "/v1/apps"),
     ("put", "/v1/apps/{name}/maintenance"),
     ("get", "/v1/apps/{name}/maintenance"),
@@ -159,6 +160,18 @@ pub fn document() -> Value {
                     "summary": "Block until the database is not being created, prepared or maintained",
                     "requestBody": json_body("WaitIdle"),
                     "responses": with_errors(json!({ "200": ok("Idle", json!({ "type": "object", "properties": { "name": { "type": "string" }, "busy": { "type": "boolean" } } })) }), &[BAD, NOT_FOUND, ("409", "Still busy when the timeout passed")])
+                }
+            },
+            "/v1/databases/{name}/copy": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "copyDatabase",
+                    "summary": "Replace this database's data with a copy of another's; the source refuses writes (SQLSTATE 25006) while it runs",
+                    "requestBody": json_body("CopyDatabase"),
+                    "responses": with_errors(json!({ "200": {
+                        "description": "Newline-delimited JSON events: `progress` lines, then one `done` (with the report) or `error` (with `error` and `status`)",
+                        "content": { "application/x-ndjson": { "schema": schema("CopyEvent") } }
+                    } }), &[BAD, NOT_FOUND, ("409", "Confirmation missing or wrong, or a follower named")])
                 }
             },
             "/v1/apps": {
@@ -323,6 +336,22 @@ fn schemas() -> Value {
         },
         "SetWindow": { "type": "object", "required": ["window"], "properties": { "window": { "type": "string", "example": "Tuesday 14:30" } } },
         "RunMaintenance": { "type": "object", "properties": { "force": { "type": "boolean", "default": false } } },
+        "CopyDatabase": {
+            "type": "object", "required": ["source", "confirm"],
+            "properties": { "source": text, "confirm": { "type": "string", "description": "The target's name again" }, "workers": { "type": "integer", "minimum": 1, "maximum": 32, "default": 4 } }
+        },
+        "CopyEvent": {
+            "type": "object", "required": ["event"],
+            "properties": {
+                "event": { "type": "string", "enum": ["progress", "done", "error"] },
+                "phase": { "type": "string", "enum": ["schema", "data", "post-data", "sequences", "verify"] },
+                "bytes": { "type": "integer" }, "bytes_estimate": { "type": "integer" },
+                "tables_done": { "type": "integer" }, "tables_total": { "type": "integer" },
+                "elapsed_seconds": { "type": "number" }, "eta_seconds": { "type": "number", "nullable": true },
+                "report": { "type": "object", "description": "done: tables (table, rows, bytes), sequences, bytes, rows, seconds per phase, seconds" },
+                "error": text, "status": { "type": "integer" }
+            }
+        },
         "WaitIdle": { "type": "object", "required": ["timeout_seconds"], "properties": { "timeout_seconds": { "type": "integer", "minimum": 0 } } },
         "CreateApp": {
             "type": "object", "required": ["name", "attach"],

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, RwLock};
 
 use super::{
-    metrics, openapi, ApiError, AttachDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody,
-    SetAppMaintenance, SetConfig, SetWindow, WaitIdle, DEFAULT_WINDOW, USER_HEADER,
+    metrics, openapi, ApiError, AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance,
+    RunReportBody, SetAppMaintenance, SetConfig, SetWindow, WaitIdle, DEFAULT_WINDOW, USER_HEADER,
 };
 use crate::config::ApiConfig;
 use crate::engine::{
@@ -235,6 +235,7 @@ fn router(state: ApiState) -> Router {
         .route("/v1/databases/{name}/maintenance/run", post(run_maintenance))
         .route("/v1/databases/{name}/maintenance/history", get(history))
         .route("/v1/databases/{name}/wait", post(wait_idle))
+        .route("/v1/databases/{name}/copy", post(copy_database))
         .route("/v1/apps", post(create_app))
         .route("/v1/apps/{name}/maintenance", get(app_maintenance).put(set_app_maintenance))
         .route("/v1/apps/{name}/attachments", post(attach))
@@ -471,6 +472,44 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         };
         Ok(Caller(peer.or_else(header).unwrap_or_else(|| DEFAULT_MAKER.to_string())))
     }
+}
+
+/// The most parallel table streams a copy may ask for.
+const MAX_COPY_WORKERS: usize = 32;
+
+/// Checks the request, then streams the copy's events as NDJSON. The copy runs
+/// in its own task: a client that goes away does not stop it half-way, and the
+/// source's writability is always restored.
+async fn copy_database(State(state): State<ApiState>, UrlPath(target): UrlPath<String>, Body(request): Body<CopyDatabase>) -> Result<Response, HttpError> {
+    let workers = request.workers.unwrap_or(crate::engine::DEFAULT_COPY_WORKERS);
+    if workers == 0 || workers > MAX_COPY_WORKERS {
+        return Err(HttpError::bad(format!("workers must be between 1 and {MAX_COPY_WORKERS}")));
+    }
+    state.engine.check_copy(&request.source, &target, &request.confirm).await?;
+    let (events, received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let guard = state.in_flight.clone().read_owned().await;
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        let progress_events = events.clone();
+        let progress = move |progress: crate::pg::copy::CopyProgress| {
+            let mut event = serde_json::to_value(&progress).unwrap_or_default();
+            event["event"] = json!("progress");
+            let _ = progress_events.send(format!("{event}\n"));
+        };
+        let last = match engine.copy_database(&request.source, &target, &request.confirm, workers, &progress).await {
+            Ok(report) => json!({ "event": "done", "source": request.source, "target": target, "report": report }),
+            Err(error) => {
+                let error = HttpError::from(error);
+                json!({ "event": "error", "error": error.message, "status": error.status.as_u16() })
+            }
+        };
+        let _ = events.send(format!("{last}\n"));
+        drop(guard);
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), received))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response())
 }
 
 async fn create_app(State(state): State<ApiState>, Caller(caller): Caller, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {

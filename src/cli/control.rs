@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use pgmaint::api::{AttachDatabase, Client, ClientError, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody, SetConfig};
+use pgmaint::api::{AttachDatabase, Client, ClientError, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody, SetConfig};
 use pgmaint::engine::parse_version;
 use pgmaint::model::{reference_time, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
@@ -55,6 +55,9 @@ pub enum ControlCommand {
     Releases(ReleasesArgs),
     /// Roll an app's config back: a new release copying vN's (the previous release's without vN).
     Rollback(RollbackArgs),
+    /// Replace TARGET's data with a copy of SOURCE (schema, data, indexes,
+    /// sequences, verified); SOURCE refuses writes while it runs.
+    Copy(CopyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +120,26 @@ pub struct ConfigShowArgs {
     pub app: String,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The database copied from (read, never changed).
+    pub source: String,
+    /// The database whose data is replaced.
+    pub target: String,
+    /// Repeat the target's name: its data is replaced and cannot be recovered.
+    #[arg(long, value_name = "TARGET")]
+    pub confirm: String,
+    /// Tables streamed in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Print every event the API streams (one JSON object a line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's API socket.
+    #[arg(long, env = "PGMAINT_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +328,7 @@ pub fn run(command: ControlCommand) -> Outcome {
         ControlCommand::Releases(ReleasesArgs { command: Some(ReleasesCommand::Info(args)), .. }) => release_info(args),
         ControlCommand::Releases(ReleasesArgs { command: None, app, connection }) => releases(app.unwrap_or_default(), connection),
         ControlCommand::Rollback(args) => rollback(args),
+        ControlCommand::Copy(args) => copy(args),
     }
 }
 
@@ -315,6 +339,72 @@ fn call<T>(request: impl Future<Output = Result<T, ClientError>>) -> Result<T, F
         Some(400) => Failure::usage(error),
         _ => Failure::failed(error),
     })
+}
+
+fn copy(args: CopyArgs) -> Outcome {
+    if args.workers == 0 {
+        return Err(Failure::usage("--workers must be at least 1"));
+    }
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let json = args.json;
+    let request = CopyDatabase { source: args.source.clone(), confirm: args.confirm.clone(), workers: Some(args.workers) };
+    let client = Client::new(&args.socket);
+    let mut last_phase = String::new();
+    let mut last_line = std::time::Instant::now();
+    let on_event = |event: &Value| {
+        if json {
+            println!("{event}");
+            return;
+        }
+        if event.get("event").and_then(Value::as_str) != Some("progress") {
+            return;
+        }
+        let phase = event.get("phase").and_then(Value::as_str).unwrap_or("").to_string();
+        let line = progress_line(event);
+        if terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else if phase != last_phase || last_line.elapsed() >= std::time::Duration::from_secs(5) {
+            eprintln!("{line}");
+            last_line = std::time::Instant::now();
+        }
+        last_phase = phase;
+    };
+    if !json {
+        eprintln!("Copying {} to {} ({} refuses writes until the copy ends)...", args.source, args.target, args.source);
+    }
+    let result = call(client.copy_database(&args.target, &request, on_event));
+    if terminal && !json {
+        eprintln!();
+    }
+    let done = result?;
+    if json {
+        return Ok(());
+    }
+    let report = &done["report"];
+    let tables = report["tables"].as_array().map_or(0, Vec::len);
+    println!(
+        "Copied {} to {}: {tables} tables, {} rows, {} in {:.1}s (verified)",
+        args.source,
+        args.target,
+        report["rows"].as_u64().unwrap_or(0),
+        human_size(report["bytes"].as_i64().unwrap_or(0)),
+        report["seconds"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// `data: 1.2 GB of ~2.0 GB, 3/8 tables, ETA 9s`.
+fn progress_line(event: &Value) -> String {
+    let phase = event["phase"].as_str().unwrap_or("?");
+    let bytes = human_size(event["bytes"].as_i64().unwrap_or(0));
+    let estimate = human_size(event["bytes_estimate"].as_i64().unwrap_or(0));
+    let tables = format!("{}/{} tables", event["tables_done"].as_u64().unwrap_or(0), event["tables_total"].as_u64().unwrap_or(0));
+    let eta = match (phase, event["eta_seconds"].as_f64()) {
+        ("data", Some(eta)) => format!(", ETA {eta:.0}s"),
+        _ => String::new(),
+    };
+    format!("{phase}: {bytes} of ~{estimate}, {tables}{eta} ({:.1}s)", event["elapsed_seconds"].as_f64().unwrap_or(0.0))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Outcome {

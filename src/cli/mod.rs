@@ -4,6 +4,7 @@
 //! message on stderr and exits with its code, so no verb ever panics on bad input.
 
 pub mod control;
+pub mod bench_copy;
 pub mod bench_maintenance;
 pub mod bench_planner;
 pub mod config_check;

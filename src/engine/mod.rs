@@ -8,6 +8,7 @@
 //! without ever having two writable primaries. The engine never formats output.
 
 mod control;
+mod copy;
 mod failpoint;
 mod fleet;
 mod mail;
@@ -18,6 +19,7 @@ mod switch;
 
 use std::time::Duration;
 
+pub use copy::DEFAULT_COPY_WORKERS;
 pub use control::{AppView, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceView};
 pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;

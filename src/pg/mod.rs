@@ -4,6 +4,8 @@
 //! received the shutdown checkpoint?") and every SQL-level action it takes
 //! (CHECKPOINT, pg_promote, repointing primary_conninfo) is here.
 
+pub mod copy;
+
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};

@@ -3,6 +3,7 @@
 mod api_test;
 mod cli_planning;
 mod config_test;
+mod copy_test;
 mod daemon_test;
 mod endpoint_pgbouncer;
 mod engine_test;

@@ -124,6 +124,12 @@ impl Cluster {
         format!("postgresql://{SUPERUSER}@localhost/{dbname}?host={}&port={}", self.root.display(), self.port)
     }
 
+    /// A command for one of the installed PostgreSQL programs (`pg_dump`,
+    /// `psql`...), run as the server user from the cluster's directory.
+    pub fn program(&self, name: &str) -> tokio::process::Command {
+        self.user.command(&self.bindir.join(name), &self.root)
+    }
+
     /// True once the data directory holds a cluster.
     pub fn exists(&self) -> bool {
         self.data_dir().join("PG_VERSION").exists()

@@ -1,0 +1,68 @@
+//! `copy`: replacing one database's data with another's (the reference's
+//! `pg:copy`), with the source kept readable but refusing writes meanwhile.
+
+use crate::pg::copy::{self, CopyProgress, CopyReport, CopySide};
+use crate::store::DatabaseRecord;
+
+use super::{Engine, EngineError, EngineResult};
+
+/// Parallel table streams when the caller does not say.
+pub const DEFAULT_COPY_WORKERS: usize = 4;
+
+impl Engine {
+    /// Checks a copy request without acting: `confirm` must repeat the target,
+    /// both must be distinct primaries (a follower cannot be written, and a
+    /// copy from one would only read its leader).
+    pub async fn check_copy(&self, source: &str, target: &str, confirm: &str) -> EngineResult<(DatabaseRecord, DatabaseRecord)> {
+        if confirm != target {
+            return Err(EngineError::Refused(format!("copying into {target} replaces all of its data; it needs --confirm {target}")));
+        }
+        if source == target {
+            return Err(EngineError::Invalid("the source and the target are the same database".into()));
+        }
+        let source_db = self.store.database_named(source).await?;
+        let target_db = self.store.database_named(target).await?;
+        for database in [&source_db, &target_db] {
+            if database.following_id.is_some() {
+                return Err(EngineError::Refused(format!("{} is a follower; copy from and into primaries only", database.name)));
+            }
+        }
+        Ok((source_db, target_db))
+    }
+
+    /// Copies every table of `source` into `target`, replacing the target's
+    /// data. Writes on the source are refused (SQLSTATE 25006, read-only
+    /// transaction) from start to end while reads go on; writability comes
+    /// back on every path, failure included.
+    pub async fn copy_database(
+        &self,
+        source: &str,
+        target: &str,
+        confirm: &str,
+        workers: usize,
+        progress: &(dyn Fn(CopyProgress) + Send + Sync),
+    ) -> EngineResult<CopyReport> {
+        let (source_db, target_db) = self.check_copy(source, target, confirm).await?;
+        let source_cluster = self.current_cluster(source_db.id).await?;
+        let target_cluster = self.current_cluster(target_db.id).await?;
+        let source_side = CopySide {
+            conninfo: source_cluster.conninfo(&source_db.name),
+            admin_conninfo: source_cluster.conninfo("postgres"),
+            dbname: source_db.name.clone(),
+        };
+        let target_side = CopySide {
+            conninfo: target_cluster.conninfo(&target_db.name),
+            admin_conninfo: target_cluster.conninfo("postgres"),
+            dbname: target_db.name.clone(),
+        };
+        tracing::info!(source, target, "copy: source refuses writes from now");
+        let was_read_only = copy::block_writes(&source_side.admin_conninfo, &source_side.dbname).await?;
+        let programs = move |name: &str| source_cluster.program(name);
+        let result = copy::copy_database(&source_side, &target_side, &programs, workers, progress).await;
+        let restored = copy::restore_writes(&source_side.admin_conninfo, &source_side.dbname, was_read_only).await;
+        tracing::info!(source, target, ok = result.is_ok(), "copy: source writable again");
+        let report = result?;
+        restored?;
+        Ok(report)
+    }
+}
