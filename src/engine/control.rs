@@ -377,7 +377,9 @@ impl Engine {
         let app = self.store.app_named(name).await?;
         let hook = if on { app.on_maintenance_on.as_deref() } else { app.on_maintenance_off.as_deref() };
         if let Some(command) = hook {
-            run_hook(command, name, on).await?;
+            super::hooks::run_app_hook("hook", command, name, ("PGMAINT_MAINTENANCE", if on { "on" } else { "off" }))
+                .await
+                .map_err(EngineError::Refused)?;
         }
         self.store.set_app_maintenance(app.id, on).await?;
         Ok(AppView { name: app.name, maintenance: on, release: None })
@@ -397,27 +399,5 @@ fn role_of(database: &DatabaseRecord) -> &'static str {
         "follower"
     } else {
         "primary"
-    }
-}
-
-/// Runs an app's hook through `sh -c`, with PGMAINT_APP and PGMAINT_MAINTENANCE
-/// (`on`/`off`) in its environment; a non-zero exit is an error.
-async fn run_hook(command: &str, app: &str, on: bool) -> EngineResult<()> {
-    let output = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("PGMAINT_APP", app)
-        .env("PGMAINT_MAINTENANCE", if on { "on" } else { "off" })
-        .output()
-        .await
-        .map_err(|e| EngineError::Refused(format!("hook {command:?} of app {app} could not start: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(EngineError::Refused(format!(
-            "hook {command:?} of app {app} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
     }
 }

@@ -11,6 +11,7 @@ mod control;
 mod copy;
 mod failpoint;
 mod fleet;
+mod hooks;
 mod mail;
 mod releases;
 mod restart;

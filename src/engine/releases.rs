@@ -142,23 +142,6 @@ fn write_env_file(path: &Path, config: &Config) -> std::io::Result<()> {
     written
 }
 
-/// Runs the restart hook through `sh -c` with PGMAINT_APP and PGMAINT_RELEASE=vN.
-async fn run_restart_hook(command: &str, app: &str, version: i32) -> Result<(), String> {
-    let output = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("PGMAINT_APP", app)
-        .env("PGMAINT_RELEASE", format!("v{version}"))
-        .output()
-        .await
-        .map_err(|e| format!("restart hook {command:?} of app {app} could not start: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!("restart hook {command:?} of app {app} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim()))
-    }
-}
-
 /// How many times a release is retried when another one takes its number.
 const RELEASE_ATTEMPTS: usize = 5;
 
@@ -220,7 +203,7 @@ impl Engine {
                 .map_err(|e| format!("env file: {e}"))??;
         }
         if let Some(command) = &app.restart_hook {
-            run_restart_hook(command, &app.name, record.version).await?;
+            super::hooks::run_app_hook("restart hook", command, &app.name, ("PGMAINT_RELEASE", &format!("v{}", record.version))).await?;
         }
         Ok(())
     }
