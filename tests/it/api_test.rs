@@ -66,6 +66,39 @@ pub(crate) async fn pgmaint(socket: &Path, args: &[&str]) -> Ran {
     pgmaint_as(None, socket, args).await
 }
 
+/// The control API served in-process for a test, until `stop`.
+pub(crate) struct TestApi {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), api::ApiError>>,
+}
+
+impl TestApi {
+    /// Serves `engine` on `config` and waits until its socket exists.
+    pub(crate) async fn start(engine: Arc<pgmaint::engine::Engine>, config: ApiConfig, nudge: Arc<Notify>) -> TestApi {
+        let socket = config.socket.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            api::serve(engine, &config, nudge, api::install_metrics(), async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        TestApi { stop, server }
+    }
+
+    /// Stops the server and checks it ended cleanly.
+    pub(crate) async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().expect("serve");
+    }
+}
+
 /// A loopback address below the ephemeral range that is free right now.
 fn free_port() -> SocketAddr {
     let start = 20_000 + (std::process::id() % 10_000) as u16;
@@ -100,22 +133,7 @@ async fn control_verbs_through_the_binary() {
     let tcp = free_port();
     let config = ApiConfig { socket: socket.clone(), socket_group: None, tcp: Some(tcp), token_file: Some(token_file) };
     let nudge = Arc::new(Notify::new());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let (engine, nudge) = (engine.clone(), nudge.clone());
-        async move {
-            api::serve(engine, &config, nudge, api::install_metrics(), async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = TestApi::start(engine.clone(), config, nudge.clone()).await;
     let mode = std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
     let hooks = env.dir.join("hooks");
@@ -269,7 +287,6 @@ async fn control_verbs_through_the_binary() {
     pgmaint(&socket, &["databases", "destroy", "blog", "--confirm", "blog"]).await.ok("destroy");
     assert_eq!(pgmaint(&socket, &["databases", "list"]).await.ok("list").stdout, "No databases\n");
 
-    stop.send(()).unwrap();
-    server.await.unwrap().expect("serve");
+    server.stop().await;
     assert!(!socket.exists(), "the socket was left behind");
 }

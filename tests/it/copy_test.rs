@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgmaint::api;
 use pgmaint::config::ApiConfig;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
 
+use crate::api_test::TestApi;
 use crate::engine_test::{engine, spec};
 use crate::harness::{connect_conninfo, TestEnv};
 
@@ -138,22 +138,7 @@ async fn copy_through_the_binary_with_a_writer_on_the_source() {
 
     let socket: PathBuf = env.dir.join("api.sock");
     let config = ApiConfig { socket: socket.clone(), socket_group: None, tcp: None, token_file: None };
-    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            api::serve(engine, &config, Arc::new(Notify::new()), api::install_metrics(), async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = TestApi::start(engine.clone(), config, Arc::new(Notify::new())).await;
 
     // A wrong confirmation changes nothing.
     let refused = pgmaint(&socket, &["copy", "shop", "staging", "--confirm", "stagign"]).await;
@@ -235,7 +220,6 @@ async fn copy_through_the_binary_with_a_writer_on_the_source() {
     assert!(text.stdout.starts_with("Copied shop to staging: 3 tables, "), "{}", text.stdout);
     assert!(text.stderr.contains("data: "), "{}", text.stderr);
 
-    stop_server.send(()).unwrap();
-    server.await.unwrap().expect("serve");
+    server.stop().await;
     engine.stop_fleet().await.unwrap();
 }

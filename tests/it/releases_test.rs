@@ -6,17 +6,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
-use pgmaint::api;
 use pgmaint::config::ApiConfig;
 use pgmaint::engine::{Engine, DEFAULT_MAKER};
 use pgmaint::model::Reason;
 use pgmaint::store::AppHooks;
 use tokio::sync::Notify;
 
-use crate::api_test::pgmaint;
+use crate::api_test::{pgmaint, TestApi};
 use crate::engine_test::{engine, spec};
 use crate::harness::TestEnv;
 
@@ -44,22 +42,7 @@ async fn releases_through_the_binary() {
     let engine: Arc<Engine> = Arc::new(engine(&env).await);
     let socket: PathBuf = env.dir.join("api.sock");
     let config = ApiConfig { socket: socket.clone(), socket_group: None, tcp: None, token_file: None };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            api::serve(engine, &config, Arc::new(Notify::new()), api::install_metrics(), async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
-    for _ in 0..100 {
-        if socket.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = TestApi::start(engine.clone(), config, Arc::new(Notify::new())).await;
     let hooks = env.dir.join("hooks");
     std::fs::create_dir_all(&hooks).unwrap();
     let env_file = hooks.join("web.env");
@@ -196,8 +179,7 @@ async fn releases_through_the_binary() {
     assert!(failing.stderr.contains("v1 was created but not applied") && failing.stderr.contains("nope"), "{}", failing.stderr);
     assert_eq!(engine.releases("worker").await.unwrap().len(), 1);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().expect("serve");
+    server.stop().await;
 }
 
 #[tokio::test]
