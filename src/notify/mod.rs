@@ -335,9 +335,9 @@ fn plural(n: u64, unit: &str) -> String {
 /// What the owners should expect from the strategy.
 fn expectation(strategy: &str) -> Option<&'static str> {
     Some(match strategy {
-        "restart" => "The database restarts in place: connections are closed and writes pause for a few seconds. Clients should reconnect and retry with exponential backoff.",
-        "switchover" => "Clients are moved to a freshly prepared replacement: writes pause briefly (typically 10 to 60 seconds) and clients may see read-only errors (SQLSTATE 25006) or dropped connections. Retry with exponential backoff.",
-        "failover" => "Clients are moved to the high-availability standby: writes pause briefly and clients may see read-only errors (SQLSTATE 25006) or dropped connections. Until a new standby has caught up, high availability is unavailable.",
+        "restart" => "The database restarts in place. Clients connected through the pgmaint endpoint wait through it (typically well under a second) without an error; clients connected to the server directly are disconnected and should reconnect and retry with exponential backoff.",
+        "switchover" => "Clients are moved to a freshly prepared replacement. Through the pgmaint endpoint, writes pause briefly (typically well under a second) and resume on the replacement without an error; the connection URL does not change. Clients connected to the server directly are disconnected and should retry with exponential backoff.",
+        "failover" => "Clients are moved to the high-availability standby. Through the pgmaint endpoint, writes pause briefly (typically well under a second) and resume without an error. Until a new standby has caught up, high availability is unavailable.",
         _ => return None,
     })
 }
