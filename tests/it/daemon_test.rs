@@ -15,23 +15,27 @@ use crate::harness::TestEnv;
 
 /// A config file for daemon `node` sharing the test's state store, with
 /// short leases and its own API socket.
-fn write_config(env: &TestEnv, node: &str) -> std::path::PathBuf {
+fn write_config(env: &TestEnv, node: &str, extra: &str) -> std::path::PathBuf {
     let state = env.dir.join("state");
     let text = format!(
         "[daemon]\ndata_dir = \"{}\"\ntick = \"1s\"\nlease = \"2s\"\n\n[state]\nurl = \"postgresql://postgres@localhost/postgres?host={}&port=5432\"\n\n[api]\nsocket = \"{}\"\n",
         env.dir.join("d").display(),
         state.display(),
         env.dir.join(format!("{node}.sock")).display()
-    );
+    ) + extra;
     let path = env.dir.join(format!("{node}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn daemon(env: &TestEnv, node: &str, failpoint: Option<&str>) -> Child {
-    let config = write_config(env, node);
+    daemon_with(env, node, failpoint, &[], "")
+}
+
+fn daemon_with(env: &TestEnv, node: &str, failpoint: Option<&str>, extra: &[&str], extra_config: &str) -> Child {
+    let config = write_config(env, node, extra_config);
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgmaint"));
-    command.args(["daemon", "--node", node, "--config"]).arg(&config).env("PGMAINT_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+    command.args(["daemon", "--node", node, "--config"]).arg(&config).args(extra).env("PGMAINT_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
     match failpoint {
         Some(fp) => command.env(FAILPOINT_ENV, fp),
         None => command.env_remove(FAILPOINT_ENV),
@@ -125,4 +129,34 @@ async fn sigterm_lets_a_running_failover_finish() {
     assert_eq!(engine.store().maintenance(id).await.unwrap().state, MaintenanceState::Completed, "SIGTERM cut the failover short");
     let mut admin = engine.endpoint().admin().await.unwrap();
     assert!(!admin.is_paused("cart").await.unwrap(), "endpoint left paused");
+}
+
+#[tokio::test]
+async fn restart_pending_settings_and_the_periodic_refresh_are_detected_and_planned() {
+    let env = TestEnv::new("daemon-detect");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("wiki", "essential-0", None)).await.unwrap();
+    engine.create_database(&spec("docs", "standard-0", None)).await.unwrap();
+    let database = engine.store().database_named("wiki").await.unwrap();
+    assert!(engine.store().open_maintenance(database.id).await.unwrap().is_none());
+
+    // A setting that only a restart applies.
+    let server = engine.provider().cluster(&engine.store().current_instance(database.id).await.unwrap().location);
+    let client = crate::harness::connect(&server).await;
+    client.batch_execute("ALTER SYSTEM SET max_connections = 120").await.unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+
+    // A 14-day periodic interval makes a new database due for its refresh at once (14 days' notice).
+    let mut once = daemon_with(&env, "detector", None, &["--once"], "\n[maintenance]\nperiodic_interval = \"14d\"\n");
+    let status = tokio::task::spawn_blocking(move || once.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "daemon --once failed");
+    let required = engine.store().open_maintenance(database.id).await.unwrap().expect("a maintenance was required");
+    assert_eq!((required.reason.as_str(), required.strategy.as_str()), ("settings", "restart"));
+    let planned = required.scheduled_for.expect("planned into a window");
+    assert!(planned > Utc::now() && planned <= required.required_by, "planned at {planned}");
+
+    let docs = engine.store().database_named("docs").await.unwrap();
+    let periodic = engine.store().open_maintenance(docs.id).await.unwrap().expect("the periodic refresh was required");
+    assert_eq!((periodic.reason.as_str(), periodic.strategy.as_str()), ("periodic", "switchover"));
+    assert_eq!(periodic.required_by, docs.created_at + chrono::TimeDelta::days(14));
 }
