@@ -5,15 +5,14 @@
 //! minutes per GB. A GB here is 2^30 bytes of source database
 //! (`pg_database_size`), the larger unit, so the figure errs on the slow side.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgmaint::config::Config;
-use pgmaint::daemon::open_engine;
 use pgmaint::engine::{DatabaseSpec, Engine};
-use pgmaint::provider::local::stop_embedded_state;
 use serde::Serialize;
 
-use super::{Failure, Outcome};
+use super::{run_on_fleet, Failure, Outcome};
 
 const GB: f64 = (1u64 << 30) as f64;
 /// On-disk bytes of one generated row (about 1 kB of text, 7 rows to a page).
@@ -58,19 +57,8 @@ pub fn bench(args: BenchCopyArgs) -> Outcome {
     if args.gb.is_nan() || args.gb <= 0.0 || args.tables == 0 || args.workers == 0 {
         return Err(Failure::usage("--gb, --tables and --workers must be positive"));
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
     let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
-    let config = Config::with_data_dir(dir.path());
-    let report = runtime.block_on(async {
-        let engine = open_engine(&config).await?;
-        let result = measure(&engine, &args).await;
-        engine.stop_fleet().await?;
-        if let pgmaint::config::StateLocation::Embedded { dir } = &config.state {
-            stop_embedded_state(dir).await?;
-        }
-        result
-    });
-    let report = report.map_err(|e: anyhow::Error| Failure::failed(format!("{e:#}")))?;
+    let report = run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, &args).await)?;
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
     } else {

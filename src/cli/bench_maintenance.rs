@@ -3,18 +3,17 @@
 //! clients felt (longest gap between commits, errors, lost commits) and the
 //! time of each step. A program that prints figures, not a timed test.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pgmaint::config::Config;
-use pgmaint::daemon::open_engine;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
-use pgmaint::provider::local::stop_embedded_state;
 use pgmaint::workload::{self, Workload};
 use serde::Serialize;
 
-use super::{Failure, Outcome};
+use super::{run_on_fleet, Failure, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchMaintenanceArgs {
@@ -54,19 +53,8 @@ pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
     if args.writers == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Failure::usage("--writers and --seconds must be positive"));
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
     let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
-    let config = Config::with_data_dir(dir.path());
-    let report = runtime.block_on(async {
-        let engine = open_engine(&config).await?;
-        let result = measure(&engine, strategy, &args).await;
-        engine.stop_fleet().await?;
-        if let pgmaint::config::StateLocation::Embedded { dir } = &config.state {
-            stop_embedded_state(dir).await?;
-        }
-        result
-    });
-    let report = report.map_err(|e: anyhow::Error| Failure::failed(format!("{e:#}")))?;
+    let report = run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, strategy, &args).await)?;
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
     } else {

@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pgmaint::config::{Config, StateLocation};
-use pgmaint::daemon::{open_engine, serve};
+use pgmaint::config::Config;
+use pgmaint::daemon::serve;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::Reason;
-use pgmaint::provider::local::stop_embedded_state;
 use pgmaint::store::MaintenanceState;
 use pgmaint::workload::{self, Workload};
 
-use super::{Failure, Outcome};
+use super::{run_on_fleet, Failure, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -47,20 +46,7 @@ pub fn demo(args: DemoArgs) -> Outcome {
         None => tempfile::Builder::new().prefix("pgmaint-demo-").tempdir_in("/tmp").map_err(Failure::failed)?.keep(),
     };
     let config = Config::with_data_dir(&dir);
-    let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
-    runtime
-        .block_on(async {
-            let engine = Arc::new(open_engine(&config).await?);
-            let result = run(&engine, &config, &args).await;
-            if !args.keep {
-                engine.stop_fleet().await?;
-                if let StateLocation::Embedded { dir } = &config.state {
-                    stop_embedded_state(dir).await?;
-                }
-            }
-            result
-        })
-        .map_err(|e: anyhow::Error| Failure::failed(format!("{e:#}")))?;
+    run_on_fleet(&config, args.keep, async |engine: Arc<Engine>| run(&engine, &config, &args).await)?;
     println!("\nEverything the demo made is in {}", dir.display());
     Ok(())
 }

@@ -34,3 +34,27 @@ impl Failure {
 }
 
 pub type Outcome = Result<(), Failure>;
+
+/// Opens an engine on `config` (starting its embedded state store), runs
+/// `body`, then, unless `keep`, stops the fleet's servers, its endpoint and the
+/// state store whatever `body` returned: the demo's and benchmarks' clean ending.
+pub fn run_on_fleet<T>(
+    config: &pgmaint::config::Config,
+    keep: bool,
+    body: impl AsyncFnOnce(std::sync::Arc<pgmaint::engine::Engine>) -> anyhow::Result<T>,
+) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::failed)?;
+    runtime
+        .block_on(async {
+            let engine = std::sync::Arc::new(pgmaint::daemon::open_engine(config).await?);
+            let result = body(engine.clone()).await;
+            if !keep {
+                engine.stop_fleet().await?;
+                if let pgmaint::config::StateLocation::Embedded { dir } = &config.state {
+                    pgmaint::provider::local::stop_embedded_state(dir).await?;
+                }
+            }
+            result
+        })
+        .map_err(|e: anyhow::Error| Failure::failed(format!("{e:#}")))
+}

@@ -16,7 +16,7 @@ pub fn reminders_due(scheduled_for: DateTime<Utc>, now: DateTime<Utc>, lead_time
         .iter()
         .copied()
         .filter(|lead| match chrono::Duration::from_std(*lead) {
-            Ok(lead) => scheduled_for.checked_sub_signed(lead).map_or(true, |moment| now >= moment),
+            Ok(lead) => scheduled_for.checked_sub_signed(lead).is_none_or(|moment| now >= moment),
             Err(_) => true, // longer than chrono can express: due since forever
         })
         .collect()
