@@ -68,6 +68,7 @@ async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArg
         Strategy::Restart => ("essential-0", Reason::Settings),
         Strategy::Switchover => ("standard-0", Reason::OsPatch),
         Strategy::Failover => ("premium-0", Reason::Periodic),
+        Strategy::Copy => anyhow::bail!("the copy strategy is measured by `pgmaint bench copy`"),
     };
     let spec = |name: &str, follow: Option<&str>| DatabaseSpec {
         name: name.into(),

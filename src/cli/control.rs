@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use pgmaint::api::{AttachDatabase, Client, ClientError, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody, SetConfig};
 use pgmaint::engine::parse_version;
-use pgmaint::model::{reference_time, Plan, Reason, NO_MAINTENANCE};
+use pgmaint::model::{human_size, reference_time, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -527,21 +527,6 @@ fn info_block(info: &Info) -> String {
     lines.join("\n")
 }
 
-/// `7.6 MB`: bytes in binary units with one decimal, as `pg:info` shows sizes.
-fn human_size(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 fn require(args: RequireArgs) -> Outcome {
     let reason: Reason = args.reason.parse().map_err(Failure::usage)?;
     let required_by = schedule::parse_timestamp(&args.required_by).map_err(Failure::usage)?;
@@ -916,13 +901,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_like_pg_info() {
-        assert_eq!(human_size(512), "512 bytes");
-        assert_eq!(human_size(7_969_177), "7.6 MB");
-        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GB");
-    }
 
     #[test]
     fn info_block_has_the_reference_fields() {

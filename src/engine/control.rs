@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::model::{PendingStatus, Plan, Reason, Replacement, Strategy};
+use crate::model::{PendingStatus, Progress, Reason, Replacement, Strategy};
 use crate::notify::MailEvent;
 use crate::schedule::{self, Blackout, Window};
 use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
@@ -38,6 +38,8 @@ pub struct DatabaseInfo {
     pub forked_from: Option<String>,
     /// Commits the follower is behind its leader.
     pub behind_by: Option<i64>,
+    /// Within 200 commits of its leader (the reference's "caught up").
+    pub caught_up: Option<bool>,
     /// `available`, or why not; `None` on tiers without HA.
     pub ha: Option<String>,
     pub data_size_bytes: Option<i64>,
@@ -63,6 +65,12 @@ pub struct MaintenanceView {
     pub status_line: String,
     /// The `Maintenance:` field of `info`.
     pub info_field: String,
+    /// A plan change's new plan.
+    pub target_plan: Option<String>,
+    /// What its preparation (or copy) is doing, as its runner last recorded it.
+    pub progress: Option<Progress>,
+    /// The same in words: `replacement on standard-4: base backup 45% (...)`.
+    pub progress_line: Option<String>,
 }
 
 /// One line of `maintenance history`.
@@ -131,7 +139,7 @@ impl Engine {
         let database = self.store.database_named(name).await?;
         let current = self.current_cluster(database.id).await?;
         let server = connect(&current).await.ok();
-        let dbname = self.dbname_of(&database).await?;
+        let dbname = database.dbname.clone();
         let data_size_bytes = match &server {
             Some(server) => server.database_size(&dbname).await.ok(),
             None => None,
@@ -143,7 +151,7 @@ impl Engine {
             }
             _ => None,
         };
-        let plan: Plan = database.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let plan = super::fleet::plan_of(&database)?;
         let ha = if plan.tier().has_ha_standby() && database.following_id.is_none() {
             Some(self.ha_state(&database, &current).await?)
         } else {
@@ -155,6 +163,7 @@ impl Engine {
             endpoint_url: self.endpoint.client_url(&database.name),
             maintenance: self.maintenance_view(&database).await?,
             window: self.window_display(&database)?,
+            caught_up: behind_by.map(|commits| commits <= super::CAUGHT_UP_COMMITS),
             behind_by,
             ha,
             data_size_bytes,
@@ -185,6 +194,7 @@ impl Engine {
     /// The open maintenance of a database with its status line, if any.
     pub async fn maintenance_view(&self, database: &DatabaseRecord) -> EngineResult<Option<MaintenanceView>> {
         let Some(m) = self.store.open_maintenance(database.id).await? else { return Ok(None) };
+        let progress = m.progress.as_deref().and_then(|text| serde_json::from_str::<Progress>(text).ok());
         let strategy: Strategy = m.strategy.parse().map_err(EngineError::Invalid)?;
         let replacement = (strategy == Strategy::Switchover).then_some(match m.state {
             MaintenanceState::Pending | MaintenanceState::Preparing => Replacement::BeingPrepared,
@@ -211,6 +221,9 @@ impl Engine {
             replacement,
             status_line: status.line(),
             info_field: status.info_field(),
+            target_plan: m.target_plan.clone(),
+            progress_line: progress.as_ref().map(Progress::describe),
+            progress,
         }))
     }
 

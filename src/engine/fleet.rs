@@ -46,6 +46,7 @@ impl Engine {
                 name: &spec.name,
                 plan: spec.plan.name(),
                 following_id: leader.as_ref().map(|l| l.id),
+                dbname: leader.as_ref().map(|l| l.dbname.as_str()),
                 owners: &spec.owners,
                 window_spec: &window.to_string(),
                 window_length_secs: i32::try_from(spec.window_length.as_secs()).map_err(|_| EngineError::Invalid("window too long".into()))?,
@@ -56,16 +57,16 @@ impl Engine {
         let instance = self.store.insert_instance(record.id, InstanceRole::Current, &location, Some(&slot)).await?;
         match &leader {
             None => {
-                let cluster = self.provider.create_primary(&instance.location).await?;
-                connect(&cluster).await?.ensure_database(&spec.name).await?;
+                let cluster = self.provider.create_primary(&instance.location, &spec.plan).await?;
+                connect(&cluster).await?.ensure_database(&record.dbname).await?;
             }
             Some(leader) => {
                 let upstream = self.current_cluster(leader.id).await?;
-                self.build_replica(&upstream, &instance.location, &slot).await?;
+                self.build_replica(&upstream, &instance.location, &slot, &spec.plan).await?;
             }
         }
         if leader.is_none() && spec.plan.tier().has_ha_standby() {
-            self.build_ha_standby(record.id, &spec.name).await?;
+            self.build_ha_standby(record.id).await?;
         }
         self.publish_routes().await?;
         self.store.set_database_status(record.id, "available").await?;
@@ -73,27 +74,29 @@ impl Engine {
     }
 
     /// Builds a streaming replica of `upstream` at `location` and waits until it has caught up.
-    pub(super) async fn build_replica(&self, upstream: &Cluster, location: &str, slot: &str) -> EngineResult<Cluster> {
+    pub(super) async fn build_replica(&self, upstream: &Cluster, location: &str, slot: &str, plan: &Plan) -> EngineResult<Cluster> {
         connect(upstream).await?.ensure_slot(slot).await?;
-        let replica = self.provider.create_replica(location, upstream, slot).await?;
+        let replica = self.provider.create_replica(location, upstream, slot, plan).await?;
         self.wait_caught_up(upstream, slot).await?;
         Ok(replica)
     }
 
     /// A new HA standby for a primary database, streaming from its current server.
-    pub(super) async fn build_ha_standby(&self, database_id: i64, name: &str) -> EngineResult<()> {
+    pub(super) async fn build_ha_standby(&self, database_id: i64) -> EngineResult<()> {
+        let database = self.store.database(database_id).await?;
+        let plan = plan_of(&database)?;
         let primary = self.current_cluster(database_id).await?;
         // A standby row left by an interrupted earlier attempt is finished, not duplicated.
         let standby = match self.store.instance_in_role(database_id, InstanceRole::HaStandby).await? {
             Some(existing) => existing,
             None => {
-                let location = self.provider.new_location(&format!("{name}-ha"));
+                let location = self.provider.new_location(&format!("{}-ha", database.name));
                 let slot = slot_for(&location);
                 self.store.insert_instance(database_id, InstanceRole::HaStandby, &location, Some(&slot)).await?
             }
         };
         let slot = standby.slot_name.clone().unwrap_or_else(|| slot_for(&standby.location));
-        self.build_replica(&primary, &standby.location, &slot).await?;
+        self.build_replica(&primary, &standby.location, &slot, &plan).await?;
         Ok(())
     }
 
@@ -116,19 +119,10 @@ impl Engine {
         Ok(self.provider.cluster(&instance.location))
     }
 
-    /// The PostgreSQL database name inside the servers: a follower serves its leader's.
-    pub(super) async fn dbname_of(&self, database: &DatabaseRecord) -> EngineResult<String> {
-        let mut current = database.clone();
-        while let Some(leader) = current.following_id {
-            current = self.store.database(leader).await?;
-        }
-        Ok(current.name)
-    }
-
     /// The endpoint route of a database: its name, to its current server.
     pub(super) async fn route_of(&self, database: &DatabaseRecord) -> EngineResult<Route> {
         let cluster = self.current_cluster(database.id).await?;
-        Ok(Route::to_cluster(&database.name, &cluster, &self.dbname_of(database).await?))
+        Ok(Route::to_cluster(&database.name, &cluster, &&database.dbname))
     }
 
     /// Makes the endpoint route every database to its current server (starting it if needed).
@@ -164,10 +158,15 @@ impl Engine {
     /// Records a required maintenance with the strategy the table picks.
     pub async fn require_maintenance(&self, name: &str, reason: Reason, required_by: DateTime<Utc>) -> EngineResult<MaintenanceRecord> {
         let database = self.store.database_named(name).await?;
-        let plan: Plan = database.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let plan = plan_of(&database)?;
         let strategy = Strategy::choose(reason, plan.tier(), database.following_id.is_some());
-        Ok(self.store.insert_maintenance(database.id, reason.as_str(), strategy.as_str(), required_by).await?)
+        Ok(self.store.insert_maintenance(database.id, reason.as_str(), strategy.as_str(), required_by, None).await?)
     }
+}
+
+/// The plan a database is on, as recorded.
+pub(super) fn plan_of(database: &DatabaseRecord) -> EngineResult<Plan> {
+    database.plan.parse().map_err(|e| EngineError::Invalid(format!("database {}: {e}", database.name)))
 }
 
 /// Database names become directory names, PgBouncer entries and SQL identifiers.

@@ -11,12 +11,14 @@ mod control;
 mod copy;
 mod failpoint;
 mod fleet;
+mod follower;
 mod hooks;
 mod mail;
 mod releases;
 mod restart;
 mod run;
 mod switch;
+mod upgrade;
 
 use std::time::Duration;
 
@@ -24,10 +26,12 @@ pub use copy::DEFAULT_COPY_WORKERS;
 pub use control::{AppView, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceView};
 pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;
+pub use follower::{FollowerFate, Promotion, CAUGHT_UP_COMMITS};
 pub use releases::{
     attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
 };
 pub use run::RunReport;
+pub use upgrade::PlanChange;
 
 use crate::endpoint::{EndpointError, PgBouncer};
 use crate::notify::Notifier;

@@ -11,7 +11,6 @@ use std::path::Path;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use crate::model::Strategy;
 use crate::store::{AppRecord, Config, ReleaseRecord, StoreError};
 
 use super::{Engine, EngineError, EngineResult};
@@ -167,7 +166,7 @@ impl Engine {
     /// Creates the next release from the current config: `change` returns the
     /// change's description and the new config, or an error that stops it.
     /// Then writes the env file and runs the restart hook.
-    async fn release_with(
+    pub(super) async fn release_with(
         &self,
         app: &AppRecord,
         made_by: &str,
@@ -371,18 +370,18 @@ impl Engine {
 }
 
 impl Engine {
-    /// After a switchover or failover has resumed writes: a release (`Switchover
-    /// orders`, `Failover orders`) for every app pointing at the database.
-    /// Failures are logged: they never fail the maintenance.
-    pub(super) async fn release_after_switch(&self, database_id: i64, name: &str, strategy: Strategy) {
-        let verb = if strategy == Strategy::Failover { "Failover" } else { "Switchover" };
-        match self.record_attachment_release(database_id, &format!("{verb} {name}")).await {
+    /// After a maintenance moved a database and resumed writes: a release
+    /// (`Switchover orders`, `Failover orders`, `Plan change orders to
+    /// standard-4`) for every app pointing at the database. Failures are
+    /// logged: they never fail the maintenance.
+    pub(super) async fn release_after_switch(&self, database_id: i64, change: String) {
+        match self.record_attachment_release(database_id, &change).await {
             Ok(outcomes) => {
                 for outcome in outcomes.iter().filter(|o| o.restart_error.is_some()) {
-                    tracing::warn!(app = %outcome.info.summary.app, error = ?outcome.restart_error, "release after {verb} not applied");
+                    tracing::warn!(app = %outcome.info.summary.app, error = ?outcome.restart_error, "release {change:?} not applied");
                 }
             }
-            Err(error) => tracing::warn!(database = name, %error, "could not record the release after {verb}"),
+            Err(error) => tracing::warn!(database_id, %error, "could not record the release {change:?}"),
         }
     }
 }

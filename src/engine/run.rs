@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::model::Strategy;
+use crate::model::{Progress, Strategy};
 use crate::notify::MailEvent;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
 use super::{Engine, EngineError, EngineResult, Phase, PAUSE_TIMEOUT};
 use crate::endpoint::AdminConsole;
+
+/// How often a long preparation's progress is recorded.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What a finished run measured.
 #[derive(Debug, Clone)]
@@ -42,6 +45,12 @@ impl Engine {
     /// not ready yet, and carries it out. Safe to call again after a crash.
     pub async fn run_maintenance(&self, id: i64) -> EngineResult<RunReport> {
         let claim = self.claim(id).await?;
+        self.run_claimed(claim).await
+    }
+
+    /// Runs a maintenance this engine has claimed.
+    pub(super) async fn run_claimed(&self, claim: Claim) -> EngineResult<RunReport> {
+        let id = claim.maintenance_id;
         let _renewal = self.keep_claimed(claim);
         let mut run = self.start_run(claim).await?;
         if matches!(run.maintenance.state, MaintenanceState::Pending | MaintenanceState::Preparing) {
@@ -52,6 +61,7 @@ impl Engine {
         let result = match run.strategy {
             Strategy::Restart => self.restart(&mut run).await,
             Strategy::Switchover | Strategy::Failover => self.switch(&mut run).await,
+            Strategy::Copy => self.copy_switch(&mut run).await,
         };
         let latest = self.store.maintenance(id).await?;
         let write_pause = latest.write_pause_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
@@ -91,7 +101,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn claim(&self, id: i64) -> EngineResult<Claim> {
+    pub(super) async fn claim(&self, id: i64) -> EngineResult<Claim> {
         self.store.claim_maintenance(id, &self.node, self.claim_lease.as_secs_f64()).await?.ok_or(EngineError::Busy(id))
     }
 
@@ -131,11 +141,50 @@ impl Engine {
             Strategy::Failover => {
                 self.step(run, "check_standby", async |engine: &Engine, run: &mut Run| engine.check_ha_standby(run).await).await?;
             }
+            Strategy::Copy => {
+                self.store.set_maintenance_state(run.claim, MaintenanceState::Preparing).await?;
+                self.step(run, "prepare_target", async |engine: &Engine, run: &mut Run| engine.prepare_copy_target(run).await).await?;
+            }
             Strategy::Restart => {}
         }
         self.store.set_maintenance_state(run.claim, MaintenanceState::Ready).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
         Ok(())
+    }
+
+    /// Runs `work`, recording what `observe` sees of it about once a second
+    /// (for `info` and `maintenance show`).
+    pub(super) async fn with_progress<T, Seen>(
+        &self,
+        claim: Claim,
+        work: impl std::future::Future<Output = EngineResult<T>>,
+        observe: impl Fn() -> Seen,
+    ) -> EngineResult<T>
+    where
+        Seen: std::future::Future<Output = Option<Progress>>,
+    {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    if let Some(progress) = observe().await {
+                        self.record_progress(claim, &progress).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records progress; a failure to record it never stops the work.
+    pub(super) async fn record_progress(&self, claim: Claim, progress: &Progress) {
+        let recorded = match serde_json::to_string(progress) {
+            Ok(text) => self.store.set_progress(claim, &text).await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(maintenance = claim.maintenance_id, %error, "progress not recorded");
+        }
     }
 
     /// The `pause` step: PAUSE the database in the endpoint. Returns when the

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::endpoint::Route;
-use crate::model::Strategy;
+use crate::endpoint::{AdminConsole, Route};
+use crate::model::{Progress, Strategy};
 use crate::pg::{wait_until, Server};
 use crate::provider::local::{Cluster, StopMode};
 use crate::store::{InstanceRecord, InstanceRole};
 
-use super::fleet::slot_for;
+use super::fleet::{plan_of, slot_for};
 use super::run::Run;
 use super::{connect, Engine, EngineError, EngineResult, WAL_CONFIRM_TIMEOUT};
 
@@ -42,22 +42,16 @@ impl Engine {
     /// replacement is reused and only waited for).
     pub(super) async fn prepare_replacement(&self, run: &mut Run) -> EngineResult<Value> {
         let started = Instant::now();
-        let old = self.store.current_instance(run.database.id).await?;
-        let candidate = match run.maintenance.candidate_id {
-            Some(id) => self.store.instance(id).await?,
-            None => {
-                let location = self.provider.new_location(&run.database.name);
-                let instance = self.store.insert_instance(run.database.id, InstanceRole::Replacement, &location, Some(&slot_for(&location))).await?;
-                self.store.set_maintenance_instances(run.claim, Some(instance.id), Some(old.id)).await?;
-                instance
-            }
-        };
+        let candidate = self.candidate_instance(run).await?;
         let upstream = match run.database.following_id {
             Some(leader) => self.current_cluster(leader).await?,
-            None => self.provider.cluster(&old.location),
+            None => self.current_cluster(run.database.id).await?,
         };
         let slot = candidate.slot_name.clone().unwrap_or_else(|| slot_for(&candidate.location));
-        self.build_replica(&upstream, &candidate.location, &slot).await?;
+        let plan = self.plan_after(run)?;
+        let build = self.build_replica(&upstream, &candidate.location, &slot, &plan);
+        self.with_progress(run.claim, build, || replacement_progress(upstream.clone(), slot.clone(), plan.name().to_string())).await?;
+        self.record_progress(run.claim, &Progress::Ready { plan: plan.name().to_string() }).await;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
         Ok(json!({ "candidate": candidate.location, "seconds": started.elapsed().as_secs_f64() }))
     }
@@ -84,15 +78,17 @@ impl Engine {
         let old_instance = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?;
         let candidate = self.provider.cluster(&candidate_instance.location);
         let old = self.provider.cluster(&old_instance.location);
-        let dbname = self.dbname_of(&run.database).await?;
         let switch = Switch {
-            route: Route::to_cluster(&run.database.name, &candidate, &dbname),
+            route: Route::to_cluster(&run.database.name, &candidate, &run.database.dbname),
             candidate_server: connect(&candidate).await?,
             old,
             candidate,
             candidate_instance,
         };
         let mut admin = self.endpoint.admin().await?;
+        if run.database.following_id.is_some() {
+            return self.move_follower(run, &switch, &mut admin).await;
+        }
 
         self.step(run, "checkpoint", async |_: &Engine, _: &mut Run| {
             if switch.old.is_running().await? && switch.candidate_server.is_in_recovery().await? {
@@ -111,18 +107,53 @@ impl Engine {
         let resumed_before = run.done.contains("resume");
         self.resume_endpoint(run, &mut admin, paused_at).await?;
         if !resumed_before {
-            self.release_after_switch(run.database.id, &run.database.name, run.strategy).await;
+            self.release_after_switch(run.database.id, switch_change(run)).await;
         }
 
         self.step(run, "repoint_followers", async |engine: &Engine, run: &mut Run| engine.repoint_followers(run, &switch).await).await?;
-        if run.strategy == Strategy::Failover {
+        // A plan change leaves the HA standby on the old plan behind, streaming from nothing.
+        if run.maintenance.target_plan.is_some() {
+            self.step(run, "retire_standby", async |engine: &Engine, run: &mut Run| engine.retire_ha_standby(run.database.id).await).await?;
+        }
+        let plan = plan_of(&self.store.database(run.database.id).await?)?;
+        if plan.tier().has_ha_standby() && (run.strategy == Strategy::Failover || run.maintenance.target_plan.is_some()) {
             self.step(run, "rebuild_standby", async |engine: &Engine, run: &mut Run| {
                 let started = Instant::now();
-                engine.build_ha_standby(run.database.id, &run.database.name).await?;
+                engine.build_ha_standby(run.database.id).await?;
                 Ok(json!({ "seconds": started.elapsed().as_secs_f64() }))
             })
             .await?;
         }
+        self.retire_old(run, &switch).await
+    }
+
+    /// A follower moves to its replacement without any promotion: both are
+    /// read-only replicas of the same leader, so the endpoint is repointed
+    /// under a short pause and the old server retired.
+    async fn move_follower(&self, run: &mut Run, switch: &Switch, admin: &mut AdminConsole) -> EngineResult<()> {
+        let paused_at = self.pause_endpoint(run, admin).await?;
+        let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate_instance, &switch.route, admin).await).await;
+        if let Err(error) = repointed {
+            return Err(match admin.resume(&run.database.name).await {
+                Ok(()) => error,
+                Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
+            });
+        }
+        self.resume_endpoint(run, admin, paused_at).await?;
+        self.retire_old(run, switch).await
+    }
+
+    /// The candidate becomes the database's current server (on the new plan,
+    /// for a plan change) and the endpoint routes to it.
+    pub(super) async fn adopt_candidate(&self, run: &Run, candidate: &InstanceRecord, route: &Route, admin: &mut AdminConsole) -> EngineResult<Value> {
+        let plan = run.maintenance.target_plan.as_deref();
+        self.store.promote_instance(run.database.id, candidate.id, plan).await?;
+        admin.repoint(route).await?;
+        Ok(json!({ "route": route.target(), "plan": plan }))
+    }
+
+    /// The old server stays stopped, kept for the retirement grace period.
+    async fn retire_old(&self, run: &mut Run, switch: &Switch) -> EngineResult<()> {
         self.step(run, "retire_old", async |_: &Engine, _: &mut Run| {
             switch.old.stop(StopMode::Fast).await?;
             Ok(json!({ "retired": switch.old.root().display().to_string() }))
@@ -130,8 +161,18 @@ impl Engine {
         .await
     }
 
+    /// Stops the database's HA standby and marks it retired (a new one is built on the new plan).
+    async fn retire_ha_standby(&self, database_id: i64) -> EngineResult<Value> {
+        let Some(standby) = self.store.instance_in_role(database_id, InstanceRole::HaStandby).await? else {
+            return Ok(json!({ "standby": null }));
+        };
+        self.provider.cluster(&standby.location).stop(StopMode::Fast).await?;
+        self.store.set_instance_role(standby.id, InstanceRole::Retired).await?;
+        Ok(json!({ "standby": standby.location }))
+    }
+
     /// Fence, confirm, promote, repoint: the part clients wait through.
-    async fn switch_while_paused(&self, run: &mut Run, switch: &Switch, admin: &mut crate::endpoint::AdminConsole) -> EngineResult<()> {
+    async fn switch_while_paused(&self, run: &mut Run, switch: &Switch, admin: &mut AdminConsole) -> EngineResult<()> {
         self.step(run, "fence", async |_: &Engine, _: &mut Run| {
             if switch.candidate_server.is_in_recovery().await? {
                 switch.old.stop(StopMode::Fast).await?;
@@ -175,30 +216,20 @@ impl Engine {
         })
         .await?;
 
-        self.step(run, "repoint", async |engine: &Engine, run: &mut Run| {
-            engine.store.promote_instance(run.database.id, switch.candidate_instance.id).await?;
-            admin.repoint(&switch.route).await?;
-            Ok(json!({ "route": switch.route.target() }))
-        })
-        .await
+        self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate_instance, &switch.route, admin).await).await
     }
 
     /// Something failed while paused. Observe, then leave exactly one writable
     /// primary behind and RESUME: forward if the candidate was promoted, back
     /// to the old primary if it was not.
-    async fn recover(&self, run: &mut Run, switch: &Switch, admin: &mut crate::endpoint::AdminConsole, error: EngineError) -> EngineError {
+    async fn recover(&self, run: &mut Run, switch: &Switch, admin: &mut AdminConsole, error: EngineError) -> EngineError {
         let promoted = match switch.candidate_server.is_in_recovery().await {
             Ok(in_recovery) => !in_recovery,
             // Cannot tell: never restart the old primary on a guess.
             Err(_) => true,
         };
         let outcome = if promoted {
-            self.step(run, "repoint", async |engine: &Engine, run: &mut Run| {
-                engine.store.promote_instance(run.database.id, switch.candidate_instance.id).await?;
-                admin.repoint(&switch.route).await?;
-                Ok(json!({ "route": switch.route.target(), "during": "recovery" }))
-            })
-            .await
+            self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate_instance, &switch.route, admin).await).await
         } else {
             self.step(run, "rollback", async |_: &Engine, _: &mut Run| {
                 switch.old.start().await?;
@@ -237,7 +268,7 @@ impl Engine {
         Ok(json!({ "followers": report }))
     }
 
-    async fn repoint_follower(&self, follower: &Cluster, new_primary: &Cluster, new_primary_server: &Server, slot: &str) -> EngineResult<()> {
+    pub(super) async fn repoint_follower(&self, follower: &Cluster, new_primary: &Cluster, new_primary_server: &Server, slot: &str) -> EngineResult<()> {
         new_primary_server.ensure_slot(slot).await?;
         let server = connect(follower).await?;
         let conninfo = format!("{} application_name={slot}", new_primary.conninfo("postgres"));
@@ -256,10 +287,31 @@ impl Engine {
         let slot = slot_for(&location);
         let instance = self.store.insert_instance(follower_id, InstanceRole::Replacement, &location, Some(&slot)).await?;
         let old = self.current_cluster(follower_id).await?;
-        self.build_replica(new_primary, &instance.location, &slot).await?;
-        self.store.promote_instance(follower_id, instance.id).await?;
+        let plan = plan_of(&self.store.database(follower_id).await?)?;
+        self.build_replica(new_primary, &instance.location, &slot, &plan).await?;
+        self.store.promote_instance(follower_id, instance.id, None).await?;
         self.publish_routes().await?;
         old.stop(StopMode::Fast).await?;
         Ok(())
     }
+}
+
+/// The change a switch records in attached apps' releases.
+pub(super) fn switch_change(run: &Run) -> String {
+    match (&run.maintenance.target_plan, run.strategy) {
+        (Some(plan), _) => format!("Plan change {} to {plan}", run.database.name),
+        (None, Strategy::Failover) => format!("Failover {}", run.database.name),
+        (None, _) => format!("Switchover {}", run.database.name),
+    }
+}
+
+/// What the upstream server shows of a replacement being built: its base
+/// backup, then its streaming lag.
+async fn replacement_progress(upstream: Cluster, slot: String, plan: String) -> Option<Progress> {
+    let server = connect(&upstream).await.ok()?;
+    if let Some(backup) = server.basebackup_progress(&slot).await.ok()? {
+        return Some(Progress::BaseBackup { plan, done_bytes: backup.streamed_bytes, total_bytes: backup.total_bytes });
+    }
+    let replica = server.replicas().await.ok()?.into_iter().find(|r| r.application_name == slot)?;
+    Some(Progress::CatchingUp { plan, behind_bytes: replica.lag_bytes? })
 }

@@ -76,13 +76,22 @@ pub enum Strategy {
     Switchover,
     /// Promote the HA standby, then build a new standby.
     Failover,
+    /// Essential tier (no replicas): the database refuses writes while its
+    /// data is copied into a new server, then the endpoint moves there.
+    Copy,
 }
 
 impl Strategy {
-    /// DESIGN.md's table: kind of maintenance x tier x role.
+    /// DESIGN.md's table: kind of maintenance x tier x role. A plan change
+    /// needs a server on the new plan, so it never fails over to the HA
+    /// standby (that standby is on the old plan): it switches over to a
+    /// replacement built on the new plan, or, in the essential tier that has
+    /// no replicas, copies the data into one.
     pub fn choose(reason: Reason, tier: Tier, is_follower: bool) -> Strategy {
         match reason.kind() {
             Kind::RestartOnly => Strategy::Restart,
+            Kind::Replace if reason == Reason::PlanChange && tier == Tier::Essential && !is_follower => Strategy::Copy,
+            Kind::Replace if reason == Reason::PlanChange => Strategy::Switchover,
             Kind::Replace if is_follower => Strategy::Switchover,
             Kind::Replace if tier.has_ha_standby() => Strategy::Failover,
             Kind::Replace if tier == Tier::Essential => Strategy::Restart,
@@ -95,6 +104,7 @@ impl Strategy {
             Strategy::Restart => "restart",
             Strategy::Switchover => "switchover",
             Strategy::Failover => "failover",
+            Strategy::Copy => "copy",
         }
     }
 
@@ -111,6 +121,7 @@ impl FromStr for Strategy {
             "restart" => Ok(Strategy::Restart),
             "switchover" => Ok(Strategy::Switchover),
             "failover" => Ok(Strategy::Failover),
+            "copy" => Ok(Strategy::Copy),
             other => Err(format!("unknown strategy {other:?}")),
         }
     }
@@ -136,6 +147,12 @@ mod tests {
         assert_eq!(Strategy::choose(Reason::Periodic, Tier::Premium, false), Failover);
         assert_eq!(Strategy::choose(Reason::Periodic, Tier::Shield, false), Failover);
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Premium, true), Switchover);
+        assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Premium, false), Switchover);
+        assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Standard, false), Switchover);
+        assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Essential, false), Copy);
+        for strategy in [Restart, Switchover, Failover, Copy] {
+            assert_eq!(strategy.as_str().parse::<Strategy>().unwrap(), strategy);
+        }
         for reason in Reason::ALL {
             assert_eq!(reason.as_str().parse::<Reason>().unwrap(), reason);
         }

@@ -8,4 +8,4 @@ mod status;
 pub use lsn::Lsn;
 pub use maintenance::{Kind, Reason, Strategy};
 pub use plan::{Plan, Tier};
-pub use status::{reference_time, PendingStatus, Replacement, NO_MAINTENANCE};
+pub use status::{human_size, reference_time, PendingStatus, Progress, Replacement, NO_MAINTENANCE};

@@ -68,6 +68,20 @@ impl Plan {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The size step after the dash (`standard-2` -> 2; a size without
+    /// leading digits, such as `private-l`, counts as 0).
+    pub fn size(&self) -> u32 {
+        let size = self.name.split_once('-').map_or("", |(_, size)| size);
+        size.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
+    }
+
+    /// The memory a plan buys its servers: 32 MB of shared_buffers plus 16 MB
+    /// per size step, at most 256 MB. A plan change is visible on the server
+    /// (`SHOW shared_buffers`), which is what tells its replacement apart.
+    pub fn shared_buffers_mb(&self) -> u32 {
+        32u32.saturating_add(self.size().saturating_mul(16)).min(256)
+    }
 }
 
 impl fmt::Display for Plan {
@@ -85,6 +99,10 @@ mod tests {
         assert_eq!("standard-2".parse::<Plan>().unwrap().tier(), Tier::Standard);
         assert!("premium-4".parse::<Plan>().unwrap().tier().has_ha_standby());
         assert!(!"essential-0".parse::<Plan>().unwrap().tier().has_ha_standby());
+        assert_eq!("standard-2".parse::<Plan>().unwrap().shared_buffers_mb(), 64);
+        assert_eq!("essential-0".parse::<Plan>().unwrap().shared_buffers_mb(), 32);
+        assert_eq!("premium-99999999999".parse::<Plan>().unwrap().shared_buffers_mb(), 256);
+        assert_eq!("private-l".parse::<Plan>().unwrap().size(), 0);
         for bad in ["gold-1", "standard", "standard-", "standard-2 x"] {
             assert!(bad.parse::<Plan>().is_err(), "{bad}");
         }

@@ -64,12 +64,86 @@ impl PendingStatus {
     }
 }
 
+/// How far a maintenance's long preparation has got, as its runner last saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Progress {
+    /// The replacement's base backup: bytes streamed of an estimated total.
+    BaseBackup { plan: String, done_bytes: i64, total_bytes: Option<i64> },
+    /// The replacement streams from the primary and replays; this far behind.
+    CatchingUp { plan: String, behind_bytes: i64 },
+    /// The replacement is caught up and waits for the switch.
+    Ready { plan: String },
+    /// An essential-tier plan change copying the data into the new server.
+    Copying { plan: String, done_bytes: u64, total_bytes: u64, tables_done: usize, tables_total: usize, eta_seconds: Option<f64> },
+}
+
+impl Progress {
+    /// `replacement on standard-4: base backup 45% (117.2 MB of 260.0 MB)`.
+    pub fn describe(&self) -> String {
+        let percent = |done: f64, total: f64| if total > 0.0 { (done / total * 100.0).clamp(0.0, 100.0) } else { 0.0 };
+        match self {
+            Progress::BaseBackup { plan, done_bytes, total_bytes: Some(total) } if *total > 0 => format!(
+                "replacement on {plan}: base backup {:.0}% ({} of {})",
+                percent(*done_bytes as f64, *total as f64),
+                human_size(*done_bytes),
+                human_size(*total)
+            ),
+            Progress::BaseBackup { plan, done_bytes, .. } => format!("replacement on {plan}: base backup, {} copied", human_size(*done_bytes)),
+            Progress::CatchingUp { plan, behind_bytes } => format!("replacement on {plan}: catching up, {} behind", human_size(*behind_bytes)),
+            Progress::Ready { plan } => format!("replacement on {plan} ready"),
+            Progress::Copying { plan, done_bytes, total_bytes, tables_done, tables_total, eta_seconds } => {
+                let mut text = format!(
+                    "copying into a {plan} server: {:.0}% ({} of about {}), {tables_done} of {tables_total} tables",
+                    percent(*done_bytes as f64, *total_bytes as f64),
+                    human_size(i64::try_from(*done_bytes).unwrap_or(i64::MAX)),
+                    human_size(i64::try_from(*total_bytes).unwrap_or(i64::MAX))
+                );
+                if let Some(eta) = eta_seconds {
+                    text.push_str(&format!(", about {eta:.0} s left"));
+                }
+                text
+            }
+        }
+    }
+}
+
+/// `7.6 MB`: bytes in binary units with one decimal, as `pg:info` shows sizes.
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// The line `maintenance show` prints when nothing is pending.
 pub const NO_MAINTENANCE: &str = "No maintenance required";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_progress() {
+        assert_eq!(human_size(512), "512 bytes");
+        assert_eq!(human_size(7_969_177), "7.6 MB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GB");
+        let plan = "standard-4".to_string();
+        let backup = Progress::BaseBackup { plan: plan.clone(), done_bytes: 45 << 20, total_bytes: Some(100 << 20) };
+        assert_eq!(backup.describe(), "replacement on standard-4: base backup 45% (45.0 MB of 100.0 MB)");
+        assert_eq!(Progress::CatchingUp { plan: plan.clone(), behind_bytes: 3 << 20 }.describe(), "replacement on standard-4: catching up, 3.0 MB behind");
+        let copying = Progress::Copying { plan, done_bytes: 1 << 30, total_bytes: 4 << 30, tables_done: 3, tables_total: 8, eta_seconds: Some(12.4) };
+        assert_eq!(copying.describe(), "copying into a standard-4 server: 25% (1.0 GB of about 4.0 GB), 3 of 8 tables, about 12 s left");
+        let json = serde_json::to_string(&backup).unwrap();
+        assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), backup);
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

@@ -257,6 +257,32 @@ impl Server {
     }
 }
 
+/// A base backup this server is sending (`pg_stat_progress_basebackup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseBackupProgress {
+    /// `streaming database files`, `waiting for wal archiving to finish`, ...
+    pub phase: String,
+    pub streamed_bytes: i64,
+    /// Estimated; `None` until the server has estimated it.
+    pub total_bytes: Option<i64>,
+}
+
+impl Server {
+    /// The base backup that the client named `application_name` is taking, if any.
+    pub async fn basebackup_progress(&self, application_name: &str) -> PgResult<Option<BaseBackupProgress>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT p.phase, p.backup_streamed, p.backup_total FROM pg_stat_progress_basebackup p \
+                 JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = $1 LIMIT 1",
+                &[&application_name],
+            )
+            .await
+            .map_err(|source| PgError::Query { what: "pg_stat_progress_basebackup", source })?;
+        Ok(row.map(|r| BaseBackupProgress { phase: r.get(0), streamed_bytes: r.get(1), total_bytes: r.get(2) }))
+    }
+}
+
 /// Polls `probe` every `every` until it returns true or `limit` passes.
 pub async fn wait_until<F, Fut>(limit: Duration, every: Duration, what: &'static str, mut probe: F) -> PgResult<()>
 where

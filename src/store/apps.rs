@@ -88,4 +88,40 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// An app's attachments as (config key, database id), by key.
+    pub async fn attachments_of(&self, app_id: i64) -> StoreResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT name, database_id FROM attachments WHERE app_id = $1 ORDER BY name")
+            .bind(app_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// A promotion, in one transaction: the app's `keys` now attach
+    /// `database_id` (created where missing), and the previous database stays
+    /// attached under `keep_previous` = (its id, a free key) if given.
+    pub async fn move_attachments(&self, app_id: i64, database_id: i64, keys: &[String], keep_previous: Option<(i64, &str)>) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO attachments (app_id, database_id, name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (app_id, name) DO UPDATE SET database_id = excluded.database_id",
+            )
+            .bind(app_id)
+            .bind(database_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((previous_id, key)) = keep_previous {
+            sqlx::query("INSERT INTO attachments (app_id, database_id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(app_id)
+                .bind(previous_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

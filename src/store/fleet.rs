@@ -11,6 +11,8 @@ pub struct DatabaseRecord {
     pub plan: String,
     pub following_id: Option<i64>,
     pub forked_from: Option<String>,
+    /// The PostgreSQL database it serves inside its servers (a follower's is its leader's).
+    pub dbname: String,
     pub owners: Vec<String>,
     pub status: String,
     pub created_at: DateTime<Utc>,
@@ -88,12 +90,14 @@ pub struct NewDatabase<'a> {
     pub name: &'a str,
     pub plan: &'a str,
     pub following_id: Option<i64>,
+    /// The PostgreSQL database inside the servers; its own name when `None`.
+    pub dbname: Option<&'a str>,
     pub owners: &'a [String],
     pub window_spec: &'a str,
     pub window_length_secs: i32,
 }
 
-const DATABASE_COLUMNS: &str = "d.id, d.name, d.plan, d.following_id, d.forked_from, d.owners, d.status, \
+const DATABASE_COLUMNS: &str = "d.id, d.name, d.plan, d.following_id, d.forked_from, d.dbname, d.owners, d.status, \
      d.created_at, d.last_maintained_at, w.spec AS window_spec, w.length_secs AS window_length_secs \
      FROM databases d LEFT JOIN windows w ON w.database_id = d.id";
 
@@ -102,13 +106,14 @@ impl Store {
     pub async fn insert_database(&self, new: &NewDatabase<'_>) -> StoreResult<DatabaseRecord> {
         let mut tx = self.pool().begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO databases (name, plan, following_id, owners) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO databases (name, plan, following_id, owners, dbname) VALUES ($1, $2, $3, $4, COALESCE($5, $1)) \
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(new.name)
         .bind(new.plan)
         .bind(new.following_id)
         .bind(new.owners)
+        .bind(new.dbname)
         .fetch_optional(&mut *tx)
         .await?;
         let id = id.ok_or_else(|| StoreError::Conflict(format!("database {} already exists", new.name)))?;
@@ -156,6 +161,22 @@ impl Store {
             .bind(status)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// A follower becomes a database of its own, remembering where it came from.
+    pub async fn fork_database(&self, database_id: i64, forked_from: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE databases SET following_id = NULL, forked_from = $2 WHERE id = $1")
+            .bind(database_id)
+            .bind(forked_from)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A follower now follows `leader_id`.
+    pub async fn set_following(&self, database_id: i64, leader_id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE databases SET following_id = $2 WHERE id = $1").bind(database_id).bind(leader_id).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -248,8 +269,9 @@ impl Store {
     }
 
     /// Makes `new_current` the database's current server and retires the old one,
-    /// in one transaction. Repeating it is harmless.
-    pub async fn promote_instance(&self, database_id: i64, new_current: i64) -> StoreResult<()> {
+    /// in one transaction, with the database taking `plan` if given (a plan
+    /// change). Repeating it is harmless.
+    pub async fn promote_instance(&self, database_id: i64, new_current: i64, plan: Option<&str>) -> StoreResult<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE instances SET role = 'retired', retired_at = now() WHERE database_id = $1 AND role = 'current' AND id <> $2")
             .bind(database_id)
@@ -260,6 +282,9 @@ impl Store {
             .bind(new_current)
             .execute(&mut *tx)
             .await?;
+        if let Some(plan) = plan {
+            sqlx::query("UPDATE databases SET plan = $2 WHERE id = $1").bind(database_id).bind(plan).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

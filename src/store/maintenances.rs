@@ -69,6 +69,10 @@ pub struct MaintenanceRecord {
     pub write_pause_ms: Option<f64>,
     pub outcome: Option<String>,
     pub error: Option<String>,
+    /// A `plan-change` maintenance's new plan.
+    pub target_plan: Option<String>,
+    /// What its preparation is doing, as its runner last saw it.
+    pub progress: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -92,6 +96,8 @@ struct MaintenanceRow {
     write_pause_ms: Option<f64>,
     outcome: Option<String>,
     error: Option<String>,
+    target_plan: Option<String>,
+    progress: Option<String>,
 }
 
 impl TryFrom<MaintenanceRow> for MaintenanceRecord {
@@ -117,12 +123,14 @@ impl TryFrom<MaintenanceRow> for MaintenanceRecord {
             write_pause_ms: r.write_pause_ms,
             outcome: r.outcome,
             error: r.error,
+            target_plan: r.target_plan,
+            progress: r.progress,
         })
     }
 }
 
 const MAINTENANCE_COLUMNS: &str = "id, database_id, reason, strategy, required_by, scheduled_for, window_end, forced, forced_reason, \
-     state, step, candidate_id, old_instance_id, fencing_token, started_at, finished_at, write_pause_ms, outcome, error";
+     state, step, candidate_id, old_instance_id, fencing_token, started_at, finished_at, write_pause_ms, outcome, error, target_plan, progress";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepStatus {
@@ -160,15 +168,23 @@ pub struct Claim {
 
 impl Store {
     /// Records a required maintenance; a database has at most one open maintenance.
-    pub async fn insert_maintenance(&self, database_id: i64, reason: &str, strategy: &str, required_by: DateTime<Utc>) -> StoreResult<MaintenanceRecord> {
+    pub async fn insert_maintenance(
+        &self,
+        database_id: i64,
+        reason: &str,
+        strategy: &str,
+        required_by: DateTime<Utc>,
+        target_plan: Option<&str>,
+    ) -> StoreResult<MaintenanceRecord> {
         let row: Option<MaintenanceRow> = sqlx::query_as(&format!(
-            "INSERT INTO maintenances (database_id, reason, strategy, required_by) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO maintenances (database_id, reason, strategy, required_by, target_plan) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT DO NOTHING RETURNING {MAINTENANCE_COLUMNS}"
         ))
         .bind(database_id)
         .bind(reason)
         .bind(strategy)
         .bind(required_by)
+        .bind(target_plan)
         .fetch_optional(self.pool())
         .await?;
         row.ok_or_else(|| StoreError::Conflict("a maintenance is already open for this database".into()))?.try_into()
@@ -384,6 +400,17 @@ impl Store {
             .bind(claim.maintenance_id)
             .bind(claim.token)
             .bind(write_pause_ms)
+            .execute(self.pool())
+            .await?;
+        fenced(done.rows_affected(), claim)
+    }
+
+    /// Records what the maintenance's preparation is doing now (shown by `info`).
+    pub async fn set_progress(&self, claim: Claim, progress: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE maintenances SET progress = $3 WHERE id = $1 AND fencing_token = $2")
+            .bind(claim.maintenance_id)
+            .bind(claim.token)
+            .bind(progress)
             .execute(self.pool())
             .await?;
         fenced(done.rows_affected(), claim)

@@ -20,13 +20,13 @@ async fn databases_instances_and_maintenances_round_trip() {
     let store = store(&env).await;
     let owners = vec!["dba@example.com".to_string()];
     let db = store
-        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, owners: &owners, window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &owners, window_spec: "Tuesday 14:30", window_length_secs: 14400 })
         .await
         .unwrap();
     assert_eq!(db.window_spec.as_deref(), Some("Tuesday 14:30"));
     assert_eq!(db.owners, owners);
     let duplicate = store
-        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, owners: &[], window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &[], window_spec: "Tuesday 14:30", window_length_secs: 14400 })
         .await;
     assert!(duplicate.unwrap_err().to_string().contains("already exists"));
     assert_eq!(store.database_named("nope").await.unwrap_err().to_string(), "database nope not found");
@@ -39,8 +39,8 @@ async fn databases_instances_and_maintenances_round_trip() {
     assert_eq!(store.instance(first.id).await.unwrap().role, InstanceRole::Retired);
 
     let required_by = Utc::now() + Duration::days(3);
-    let m = store.insert_maintenance(db.id, "os-patch", "switchover", required_by).await.unwrap();
-    assert!(store.insert_maintenance(db.id, "settings", "restart", required_by).await.is_err(), "two open maintenances");
+    let m = store.insert_maintenance(db.id, "os-patch", "switchover", required_by, None).await.unwrap();
+    assert!(store.insert_maintenance(db.id, "settings", "restart", required_by, None).await.is_err(), "two open maintenances");
     assert_eq!(store.open_maintenance(db.id).await.unwrap().unwrap().id, m.id);
     assert_eq!(m.state, MaintenanceState::Pending);
 }
@@ -50,10 +50,10 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
     let env = TestEnv::new("store-claims");
     let store = store(&env).await;
     let db = store
-        .insert_database(&NewDatabase { name: "a", plan: "standard-0", following_id: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "a", plan: "standard-0", following_id: None, dbname: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
         .await
         .unwrap();
-    let m = store.insert_maintenance(db.id, "settings", "restart", Utc::now()).await.unwrap();
+    let m = store.insert_maintenance(db.id, "settings", "restart", Utc::now(), None).await.unwrap();
 
     let first = store.claim_maintenance(m.id, "daemon-a", 30.0).await.unwrap().expect("first claim");
     assert!(store.claim_maintenance(m.id, "daemon-b", 30.0).await.unwrap().is_none(), "lease must exclude b");

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::model::Lsn;
+use crate::model::{Lsn, Plan};
 
 use super::os::ServerUser;
 use crate::provider::ProviderError;
@@ -41,6 +41,17 @@ pub fn managed_server_settings() -> Vec<(&'static str, String)> {
     .into_iter()
     .map(|(k, v)| (k, v.to_string()))
     .collect()
+}
+
+/// The managed settings with the memory `plan` buys.
+pub fn plan_server_settings(plan: &Plan) -> Vec<(&'static str, String)> {
+    let mut settings = managed_server_settings();
+    for (key, value) in &mut settings {
+        if *key == "shared_buffers" {
+            *value = format!("{}MB", plan.shared_buffers_mb());
+        }
+    }
+    settings
 }
 
 /// How a stop treats connected clients (pg_ctl's `-m`).

@@ -10,10 +10,11 @@ pub mod os;
 
 use std::path::{Path, PathBuf};
 
-pub use cluster::{managed_server_settings, Cluster, ControlData, StopMode, Template};
+pub use cluster::{managed_server_settings, plan_server_settings, Cluster, ControlData, StopMode, Template};
 pub use os::{find_bindir, ServerUser};
 
 use super::ProviderError;
+use crate::model::Plan;
 
 /// Local servers under one data directory.
 #[derive(Debug, Clone)]
@@ -73,23 +74,24 @@ impl LocalProvider {
         Cluster::at(location, &self.bindir, self.user.clone())
     }
 
-    /// Builds and starts a primary at `location`; repeating it after a crash finishes the job.
-    pub async fn create_primary(&self, location: &str) -> Result<Cluster, ProviderError> {
+    /// Builds and starts a primary on `plan` at `location`; repeating it after
+    /// a crash finishes the job.
+    pub async fn create_primary(&self, location: &str, plan: &Plan) -> Result<Cluster, ProviderError> {
         let cluster = self.cluster(location);
         cluster.init(Some(&self.template)).await?;
-        cluster.configure(&managed_server_settings())?;
+        cluster.configure(&plan_server_settings(plan))?;
         cluster.start().await?;
         Ok(cluster)
     }
 
-    /// Builds and starts a streaming replica of `primary` at `location`, using
+    /// Builds and starts a streaming replica of `primary` on `plan` at `location`, using
     /// replication slot `slot` (which must exist on the primary). It does not
     /// wait for the replica to accept connections: the caller waits for it to
     /// stream and catch up, which is the readiness that matters.
-    pub async fn create_replica(&self, location: &str, primary: &Cluster, slot: &str) -> Result<Cluster, ProviderError> {
+    pub async fn create_replica(&self, location: &str, primary: &Cluster, slot: &str, plan: &Plan) -> Result<Cluster, ProviderError> {
         let cluster = self.cluster(location);
         cluster.clone_from(primary, Some(slot), slot).await?;
-        cluster.configure(&managed_server_settings())?;
+        cluster.configure(&plan_server_settings(plan))?;
         cluster.start_no_wait().await?;
         Ok(cluster)
     }

@@ -1,0 +1,201 @@
+//! Plan changes: `upgrade NAME PLAN`, the reference's `addons:upgrade`.
+//!
+//! From the standard tier up a database moves to a replacement built on the
+//! new plan: `upgrade` requires a `plan-change` maintenance carrying the new
+//! plan, the daemon prepares the replacement ahead (its progress recorded for
+//! `info`), and the switch runs in the window or at `maintenance run` like any
+//! switchover; the database takes the new plan when the switch completes and
+//! followers are repointed. The essential tier has no replicas, so there the
+//! change happens at once and by copy: the database refuses writes (clients
+//! get SQLSTATE 25006, nothing acknowledged is lost), its data is copied into
+//! a new server on the new plan and verified, the endpoint is repointed under
+//! a short PAUSE, and writes resume on the new server.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::endpoint::Route;
+use crate::model::{Plan, Progress, Reason, Strategy, Tier};
+use crate::pg::copy::{self, CopyProgress, CopySide};
+use crate::provider::local::{Cluster, StopMode};
+use crate::store::{InstanceRecord, InstanceRole};
+
+use super::control::MaintenanceView;
+use super::fleet::plan_of;
+use super::run::{Run, RunReport};
+use super::switch::switch_change;
+use super::{connect, Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
+
+/// What `upgrade` did: a plan-change maintenance now planned into the window,
+/// or (essential tier) the change already carried out.
+#[derive(Debug)]
+pub enum PlanChange {
+    Scheduled(MaintenanceView),
+    Done(RunReport),
+}
+
+impl Engine {
+    /// `upgrade NAME PLAN`: see the module note. `required_by` bounds a
+    /// scheduled plan change (the essential tier's runs at once).
+    pub async fn upgrade(&self, name: &str, plan: &str, required_by: DateTime<Utc>, now: DateTime<Utc>) -> EngineResult<PlanChange> {
+        let database = self.store.database_named(name).await?;
+        let current = plan_of(&database)?;
+        let target: Plan = plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        if target == current {
+            return Err(EngineError::Invalid(format!("{name} is already on {plan}")));
+        }
+        let is_follower = database.following_id.is_some();
+        if target.tier() == Tier::Essential {
+            if is_follower {
+                return Err(EngineError::Refused(format!("{name} is a follower; followers need the standard tier or above")));
+            }
+            let followers = self.store.followers_of(database.id).await?;
+            if !followers.is_empty() {
+                let names: Vec<String> = followers.into_iter().map(|f| f.name).collect();
+                return Err(EngineError::Refused(format!(
+                    "{name} has followers ({}); essential databases cannot have followers: unfollow or destroy them first",
+                    names.join(", ")
+                )));
+            }
+        }
+        let strategy = Strategy::choose(Reason::PlanChange, current.tier(), is_follower);
+        if strategy != Strategy::Copy {
+            let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), required_by, Some(plan)).await?;
+            self.replan(&record, now).await?;
+            let view = self.maintenance_view(&database).await?.ok_or_else(|| EngineError::Invalid("the maintenance vanished".into()))?;
+            return Ok(PlanChange::Scheduled(view));
+        }
+        let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), now, Some(plan)).await?;
+        let claim = self.claim(record.id).await?;
+        let at_once = "a plan change within the essential tier happens at once";
+        self.store.schedule_maintenance(record.id, now, None, Some(at_once)).await?;
+        Ok(PlanChange::Done(self.run_claimed(claim).await?))
+    }
+
+    /// A copy's preparation: an empty primary on the new plan, with the database created.
+    pub(super) async fn prepare_copy_target(&self, run: &mut Run) -> EngineResult<Value> {
+        let target = self.candidate_instance(run).await?;
+        let plan = self.plan_after(run)?;
+        let cluster = self.provider.create_primary(&target.location, &plan).await?;
+        connect(&cluster).await?.ensure_database(&run.database.dbname).await?;
+        run.maintenance = self.store.maintenance(run.maintenance.id).await?;
+        Ok(json!({ "target": target.location, "plan": plan.name() }))
+    }
+
+    /// The copy itself: block writes, copy and verify, repoint under PAUSE,
+    /// resume, retire the old server. Before the repoint every failure makes
+    /// the old server writable again; after it, the new server serves.
+    pub(super) async fn copy_switch(&self, run: &mut Run) -> EngineResult<()> {
+        let missing = || EngineError::Invalid(format!("maintenance #{} has no target server", run.maintenance.id));
+        let target = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
+        let old = self.provider.cluster(&self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location);
+        let target_cluster = self.provider.cluster(&target.location);
+        let dbname = run.database.dbname.clone();
+        let route = Route::to_cluster(&run.database.name, &target_cluster, &dbname);
+        let mut admin = self.endpoint.admin().await?;
+
+        self.step(run, "block_writes", async |_: &Engine, _: &mut Run| {
+            let was_read_only = copy::block_writes(&old.conninfo("postgres"), &dbname).await?;
+            Ok(json!({ "was_read_only": was_read_only }))
+        })
+        .await?;
+        let copied = self.step(run, "copy_data", async |engine: &Engine, run: &mut Run| engine.copy_into(run, &old, &target_cluster).await).await;
+        if let Err(error) = copied {
+            return Err(self.writable_again(run, &old, error).await);
+        }
+
+        let paused_at = self.pause_endpoint(run, &mut admin).await?;
+        let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &target, &route, &mut admin).await).await;
+        if let Err(error) = repointed {
+            let error = self.writable_again(run, &old, error).await;
+            return Err(match admin.resume(&run.database.name).await {
+                Ok(()) => error,
+                Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
+            });
+        }
+        let resumed_before = run.done.contains("resume");
+        self.resume_endpoint(run, &mut admin, paused_at).await?;
+        if !resumed_before {
+            self.release_after_switch(run.database.id, switch_change(run)).await;
+        }
+        self.step(run, "retire_old", async |_: &Engine, _: &mut Run| {
+            old.stop(StopMode::Fast).await?;
+            Ok(json!({ "retired": old.root().display().to_string() }))
+        })
+        .await
+    }
+
+    /// Copies the old server's database into the target, recording progress.
+    async fn copy_into(&self, run: &Run, old: &Cluster, target: &Cluster) -> EngineResult<Value> {
+        let dbname = &run.database.dbname;
+        let side = |cluster: &Cluster| CopySide { conninfo: cluster.conninfo(dbname), admin_conninfo: cluster.conninfo("postgres"), dbname: dbname.clone() };
+        let (source, destination) = (side(old), side(target));
+        let latest: Mutex<Option<CopyProgress>> = Mutex::new(None);
+        let on_progress = |progress: CopyProgress| {
+            if let Ok(mut latest) = latest.lock() {
+                *latest = Some(progress);
+            }
+        };
+        let source_server = old.clone();
+        let programs = move |name: &str| source_server.program(name);
+        let plan = self.plan_after(run)?.name().to_string();
+        let work = async { Ok(copy::copy_database(&source, &destination, &programs, DEFAULT_COPY_WORKERS, &on_progress).await?) };
+        let report = self
+            .with_progress(run.claim, work, || {
+                let seen = latest.lock().ok().and_then(|seen| seen.clone());
+                std::future::ready(seen.map(|seen| Progress::Copying {
+                    plan: plan.clone(),
+                    done_bytes: seen.bytes,
+                    total_bytes: seen.bytes_estimate,
+                    tables_done: seen.tables_done,
+                    tables_total: seen.tables_total,
+                    eta_seconds: seen.eta_seconds,
+                }))
+            })
+            .await?;
+        Ok(json!({ "bytes": report.bytes, "rows": report.rows, "tables": report.tables.len(), "seconds": report.seconds }))
+    }
+
+    /// After a failed copy: the old server takes writes again (unless the
+    /// database was read-only by its own setting before), then the error.
+    async fn writable_again(&self, run: &Run, old: &Cluster, error: EngineError) -> EngineError {
+        let was_read_only = match self.store.steps(run.maintenance.id).await {
+            Ok(steps) => steps
+                .iter()
+                .rev()
+                .find(|s| s.step == "block_writes" && s.status == "done")
+                .and_then(|s| s.detail["was_read_only"].as_bool())
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        match copy::restore_writes(&old.conninfo("postgres"), &run.database.dbname, was_read_only).await {
+            Ok(()) => error,
+            Err(second) => EngineError::Invalid(format!("{error}; then making {} writable again failed: {second}", run.database.name)),
+        }
+    }
+
+    /// The server a maintenance moves to: the one recorded, or a new one
+    /// (recorded before it is built, so a crash mid-build is finished later).
+    pub(super) async fn candidate_instance(&self, run: &mut Run) -> EngineResult<InstanceRecord> {
+        if let Some(id) = run.maintenance.candidate_id {
+            return Ok(self.store.instance(id).await?);
+        }
+        let old = self.store.current_instance(run.database.id).await?;
+        let location = self.provider.new_location(&run.database.name);
+        let slot = super::fleet::slot_for(&location);
+        let instance = self.store.insert_instance(run.database.id, InstanceRole::Replacement, &location, Some(&slot)).await?;
+        self.store.set_maintenance_instances(run.claim, Some(instance.id), Some(old.id)).await?;
+        run.maintenance = self.store.maintenance(run.maintenance.id).await?;
+        Ok(instance)
+    }
+
+    /// The plan the database is on once the maintenance completes.
+    pub(super) fn plan_after(&self, run: &Run) -> EngineResult<Plan> {
+        match &run.maintenance.target_plan {
+            Some(plan) => plan.parse().map_err(|e| EngineError::Invalid(format!("{e}"))),
+            None => plan_of(&run.database),
+        }
+    }
+}
