@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance,
-    SetConfig, SetWindow, WaitIdle, USER_HEADER,
+    AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, PromoteDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody,
+    SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase, WaitIdle, USER_HEADER,
 };
 
 /// Why a request got no usable answer.
@@ -288,6 +288,23 @@ impl Client {
             }),
             _ => Err(ClientError::BadAnswer("the copy stream ended before the copy did (daemon stopped?)".into())),
         }
+    }
+
+    /// Changes a database's plan: answers at once with the planned maintenance
+    /// (standard tier and up) or when the change has been made (essential).
+    pub async fn upgrade(&self, name: &str, request: &UpgradeDatabase) -> ClientResult<UpgradeAnswer> {
+        let value = self.call(Method::POST, &format!("/v1/databases/{}/upgrade", segment(name)), Some(request)).await?;
+        serde_json::from_value(value).map_err(|e| ClientError::BadAnswer(format!("upgrade answer: {e}")))
+    }
+
+    /// Stops a follower following; answers with its info (now `Forked From`).
+    pub async fn unfollow(&self, name: &str, confirm: &str) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/databases/{}/unfollow", segment(name)), Some(&Unfollow { confirm: confirm.to_string() })).await
+    }
+
+    /// Makes a database an app's DATABASE_URL; answers with the promotion (release, followers).
+    pub async fn promote(&self, name: &str, request: &PromoteDatabase) -> ClientResult<Value> {
+        self.call(Method::POST, &format!("/v1/databases/{}/promote", segment(name)), Some(request)).await
     }
 
     pub async fn openapi(&self) -> ClientResult<Value> {

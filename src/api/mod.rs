@@ -46,6 +46,7 @@ mod server;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub use client::{Client, ClientError};
 pub use metrics::install_metrics;
@@ -139,6 +140,48 @@ pub struct CopyDatabase {
     /// Parallel table streams (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+}
+
+/// `POST /v1/databases/{name}/upgrade`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeDatabase {
+    /// The new plan, e.g. `standard-4`.
+    pub plan: String,
+    /// RFC 3339: the plan-change maintenance's deadline (standard tier and up;
+    /// default a week from now). The essential tier's change runs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_by: Option<String>,
+}
+
+/// What `POST .../upgrade` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    pub database: String,
+    pub from_plan: String,
+    pub to_plan: String,
+    /// `switchover` (a replacement on the new plan, in the window) or `copy` (essential, at once).
+    pub strategy: String,
+    /// The plan-change maintenance now planned (standard tier and up).
+    pub maintenance: Option<Value>,
+    /// The finished run (essential tier).
+    pub run: Option<RunReportBody>,
+}
+
+/// `POST /v1/databases/{name}/unfollow`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unfollow {
+    /// The database's name, or an app attached to it or to its leader.
+    pub confirm: String,
+}
+
+/// `POST /v1/databases/{name}/promote`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromoteDatabase {
+    /// The app whose DATABASE_URL becomes this database.
+    pub app: String,
+    /// Repoint the previous primary's followers that can follow this database.
+    #[serde(default)]
+    pub repoint_followers: bool,
 }
 
 /// `POST /v1/apps`.

@@ -19,6 +19,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/databases/{name}/maintenance/history"),
     ("post", "/v1/databases/{name}/wait"),
     ("post", "/v1/databases/{name}/copy"),
+    ("post", "/v1/databases/{name}/upgrade"),
+    ("post", "/v1/databases/{name}/unfollow"),
+    ("post", "/v1/databases/{name}/promote"),
     ("post", "/v1/apps"),
     ("put", "/v1/apps/{name}/maintenance"),
     ("get", "/v1/apps/{name}/maintenance"),
@@ -172,6 +175,33 @@ pub fn document() -> Value {
                         "description": "Newline-delimited JSON events: `progress` lines, then one `done` (with the report) or `error` (with `error` and `status`)",
                         "content": { "application/x-ndjson": { "schema": schema("CopyEvent") } }
                     } }), &[BAD, NOT_FOUND, ("409", "Confirmation missing or wrong, or a follower named")])
+                }
+            },
+            "/v1/databases/{name}/upgrade": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "upgradeDatabase",
+                    "summary": "Change the plan: standard tier and up requires a `plan-change` maintenance onto a replacement built on the new plan (answered at once); essential copies the data into a new server at once, read-only meanwhile (answered when done)",
+                    "requestBody": json_body("UpgradeDatabase"),
+                    "responses": with_errors(json!({ "200": ok("The planned maintenance or the finished run", schema("UpgradeAnswer")) }), &[BAD, NOT_FOUND, ("409", "Already open maintenance, followers of a database going essential, or the run is held by another daemon")])
+                }
+            },
+            "/v1/databases/{name}/unfollow": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "unfollowDatabase",
+                    "summary": "A follower stops following for good and becomes a writable database (`Forked From` its leader)",
+                    "requestBody": json_body("Unfollow"),
+                    "responses": with_errors(json!({ "200": ok("The database", schema("DatabaseInfo")) }), &[BAD, NOT_FOUND, ("409", "Not a follower, confirmation wrong, or a maintenance open")])
+                }
+            },
+            "/v1/databases/{name}/promote": {
+                "parameters": [database],
+                "post": {
+                    "operationId": "promoteDatabase",
+                    "summary": "Make the database an app's DATABASE_URL (release `Promote NAME`); the default-named pooler attachment moves with it; the previous primary's followers are listed, or repointed where they can follow",
+                    "requestBody": json_body("PromoteDatabase"),
+                    "responses": with_errors(json!({ "200": ok("The promotion", schema("Promotion")) }), &[BAD, NOT_FOUND, ("409", "Still a follower, or already the DATABASE_URL")])
                 }
             },
             "/v1/apps": {
@@ -352,6 +382,34 @@ fn schemas() -> Value {
                 "error": text, "status": { "type": "integer" }
             }
         },
+        "UpgradeDatabase": {
+            "type": "object", "required": ["plan"],
+            "properties": { "plan": { "type": "string", "example": "standard-4" }, "required_by": { "type": "string", "format": "date-time", "description": "Deadline of a scheduled plan change (default: a week from now)" } }
+        },
+        "UpgradeAnswer": {
+            "type": "object",
+            "properties": {
+                "database": text, "from_plan": text, "to_plan": text,
+                "strategy": { "type": "string", "enum": ["switchover", "copy"] },
+                "maintenance": { "allOf": [schema("MaintenanceView")], "nullable": true },
+                "run": { "allOf": [schema("RunReport")], "nullable": true }
+            }
+        },
+        "Unfollow": { "type": "object", "required": ["confirm"], "properties": { "confirm": { "type": "string", "description": "The database's name, or an app attached to it or to its leader" } } },
+        "PromoteDatabase": {
+            "type": "object", "required": ["app"],
+            "properties": { "app": text, "repoint_followers": { "type": "boolean", "default": false } }
+        },
+        "Promotion": {
+            "type": "object",
+            "properties": {
+                "database": text, "app": text, "previous": opt_text,
+                "moved": { "type": "array", "items": text }, "previous_attached_as": opt_text,
+                "reattach": { "type": "array", "items": text, "description": "Keys still pointing at the previous database" },
+                "followers": { "type": "array", "items": { "type": "object", "properties": { "name": text, "outcome": text } } },
+                "release": schema("ReleaseOutcome")
+            }
+        },
         "WaitIdle": { "type": "object", "required": ["timeout_seconds"], "properties": { "timeout_seconds": { "type": "integer", "minimum": 0 } } },
         "CreateApp": {
             "type": "object", "required": ["name", "attach"],
@@ -372,6 +430,7 @@ fn schemas() -> Value {
                 "name": text, "plan": text, "role": { "type": "string", "enum": ["primary", "follower"] },
                 "status": text, "endpoint_url": text, "following": opt_text, "forked_from": opt_text,
                 "behind_by": { "type": "integer", "nullable": true, "description": "Commits behind the leader (followers)" },
+                "caught_up": { "type": "boolean", "nullable": true, "description": "Within 200 commits of the leader (followers)" },
                 "ha": { "type": "string", "nullable": true, "description": "`available`, or why not (HA tiers)" },
                 "data_size_bytes": { "type": "integer", "nullable": true },
                 "maintenance": { "allOf": [schema("MaintenanceView")], "nullable": true },
@@ -382,12 +441,15 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "id": { "type": "integer" }, "reason": text,
-                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover"] },
+                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover", "copy"] },
                 "state": { "type": "string", "enum": ["pending", "preparing", "ready", "running", "completed", "failed"] },
                 "step": opt_text, "required_by": time, "scheduled_for": opt_time, "window_end": opt_time,
                 "forced": { "type": "boolean" }, "forced_reason": opt_text,
                 "replacement": { "type": "string", "enum": ["being_prepared", "ready"], "nullable": true },
-                "status_line": text, "info_field": text
+                "status_line": text, "info_field": text,
+                "target_plan": opt_text,
+                "progress": { "type": "object", "nullable": true, "description": "phase (base_backup, catching_up, ready, copying), plan, and bytes done/total or behind" },
+                "progress_line": opt_text
             }
         },
         "MaintenanceStatus": {
@@ -409,7 +471,7 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "maintenance_id": { "type": "integer" },
-                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover"] },
+                "strategy": { "type": "string", "enum": ["restart", "switchover", "failover", "copy"] },
                 "outcome": { "type": "string", "description": "`completed` or `postponed: <why>`" },
                 "write_pause_ms": { "type": "number", "nullable": true },
                 "steps": { "type": "array", "items": { "type": "object", "properties": { "step": text, "seconds": { "type": "number" } } } }

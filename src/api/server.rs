@@ -29,13 +29,14 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, RwLock};
 
 use super::{
-    metrics, openapi, ApiError, AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, Rollback, RunMaintenance,
-    RunReportBody, SetAppMaintenance, SetConfig, SetWindow, WaitIdle, DEFAULT_WINDOW, USER_HEADER,
+    metrics, openapi, ApiError, AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, PromoteDatabase, RequireMaintenance, Rollback,
+    RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase, WaitIdle, DEFAULT_WINDOW,
+    USER_HEADER,
 };
 use crate::config::ApiConfig;
 use crate::engine::{
     parse_version, AppView, ConfigView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, HistoryEntry,
-    MaintenanceView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, DEFAULT_MAKER,
+    MaintenanceView, PlanChange, Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, DEFAULT_MAKER,
 };
 use crate::store::AppHooks;
 use crate::model::{Plan, Reason, NO_MAINTENANCE};
@@ -236,6 +237,9 @@ fn router(state: ApiState) -> Router {
         .route("/v1/databases/{name}/maintenance/history", get(history))
         .route("/v1/databases/{name}/wait", post(wait_idle))
         .route("/v1/databases/{name}/copy", post(copy_database))
+        .route("/v1/databases/{name}/upgrade", post(upgrade_database))
+        .route("/v1/databases/{name}/unfollow", post(unfollow_database))
+        .route("/v1/databases/{name}/promote", post(promote_database))
         .route("/v1/apps", post(create_app))
         .route("/v1/apps/{name}/maintenance", get(app_maintenance).put(set_app_maintenance))
         .route("/v1/apps/{name}/attachments", post(attach))
@@ -510,6 +514,57 @@ async fn copy_database(State(state): State<ApiState>, UrlPath(target): UrlPath<S
         received.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), received))
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// How long a scheduled plan change may wait for its window when the caller gives no deadline.
+const DEFAULT_PLAN_CHANGE_WITHIN: TimeDelta = TimeDelta::days(7);
+
+/// Essential tier: answers when the copy-and-switch has finished. Standard
+/// and up: answers at once with the planned `plan-change` maintenance.
+async fn upgrade_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<UpgradeDatabase>) -> Answer<UpgradeAnswer> {
+    request.plan.parse::<Plan>().map_err(HttpError::bad)?;
+    let now = Utc::now();
+    let required_by = match &request.required_by {
+        Some(text) => schedule::parse_timestamp(text).map_err(HttpError::bad)?,
+        None => now + DEFAULT_PLAN_CHANGE_WITHIN,
+    };
+    if required_by <= now {
+        return Err(HttpError::bad("required_by must be in the future"));
+    }
+    let from_plan = state.engine.store().database_named(&name).await?.plan;
+    let to_plan = request.plan.clone();
+    let database = name.clone();
+    let change = state.detached(move |engine| async move { engine.upgrade(&name, &request.plan, required_by, now).await }).await?;
+    let answer = match change {
+        PlanChange::Scheduled(view) => UpgradeAnswer {
+            database,
+            from_plan,
+            to_plan,
+            strategy: view.strategy.as_str().to_string(),
+            maintenance: Some(serde_json::to_value(&view).map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?),
+            run: None,
+        },
+        PlanChange::Done(report) => {
+            if let Some(pause) = report.write_pause {
+                metrics::record_write_pause(pause);
+            }
+            UpgradeAnswer { database, from_plan, to_plan, strategy: report.strategy.as_str().to_string(), maintenance: None, run: Some(RunReportBody::from(&report)) }
+        }
+    };
+    Ok(Json(answer))
+}
+
+async fn unfollow_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<Unfollow>) -> Answer<DatabaseInfo> {
+    Ok(Json(state.detached(move |engine| async move { engine.unfollow(&name, &request.confirm).await }).await?))
+}
+
+async fn promote_database(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    UrlPath(name): UrlPath<String>,
+    Body(request): Body<PromoteDatabase>,
+) -> Answer<Promotion> {
+    Ok(Json(state.detached(move |engine| async move { engine.promote(&name, &request.app, request.repoint_followers, &caller).await }).await?))
 }
 
 async fn create_app(State(state): State<ApiState>, Caller(caller): Caller, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {

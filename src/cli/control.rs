@@ -55,6 +55,9 @@ pub enum ControlCommand {
     Releases(ReleasesArgs),
     /// Roll an app's config back: a new release copying vN's (the previous release's without vN).
     Rollback(RollbackArgs),
+    /// Change a database's plan: at once (essential, read-only meanwhile), or
+    /// by a replacement on the new plan switched over in the window.
+    Upgrade(super::plan_change::UpgradeArgs),
     /// Replace TARGET's data with a copy of SOURCE (schema, data, indexes,
     /// sequences, verified); SOURCE refuses writes while it runs.
     Copy(CopyArgs),
@@ -150,6 +153,10 @@ pub enum DatabasesCommand {
     List(ConnectionArgs),
     /// Destroy a database, its servers and its records.
     Destroy(DestroyArgs),
+    /// Stop a follower following, for good: it becomes a writable database (destructive).
+    Unfollow(super::plan_change::UnfollowArgs),
+    /// Make a database an app's DATABASE_URL (a release `Promote NAME`).
+    Promote(super::plan_change::PromoteArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +322,9 @@ pub fn run(command: ControlCommand) -> Outcome {
         ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args),
         ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection),
         ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args),
+        ControlCommand::Databases(DatabasesCommand::Unfollow(args)) => super::plan_change::unfollow(args),
+        ControlCommand::Databases(DatabasesCommand::Promote(args)) => super::plan_change::promote(args),
+        ControlCommand::Upgrade(args) => super::plan_change::upgrade(args),
         ControlCommand::Info(args) => info(args),
         ControlCommand::Maintenance(MaintenanceCommand::Require(args)) => require(args),
         ControlCommand::Maintenance(MaintenanceCommand::Show(args)) => show(args),
@@ -333,7 +343,7 @@ pub fn run(command: ControlCommand) -> Outcome {
 }
 
 /// Runs one request to completion on a small runtime.
-fn call<T>(request: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
+pub(super) fn call<T>(request: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Failure::failed)?;
     runtime.block_on(request).map_err(|error| match error.status() {
         Some(400) => Failure::usage(error),
@@ -407,12 +417,12 @@ fn progress_line(event: &Value) -> String {
     format!("{phase}: {bytes} of ~{estimate}, {tables}{eta} ({:.1}s)", event["elapsed_seconds"].as_f64().unwrap_or(0.0))
 }
 
-fn print_json(value: &impl serde::Serialize) -> Outcome {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Outcome {
     println!("{}", serde_json::to_string_pretty(value).map_err(Failure::failed)?);
     Ok(())
 }
 
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
+pub(super) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
     serde_json::from_value(value).map_err(|e| Failure::failed(format!("unexpected answer from the daemon: {e}")))
 }
 
@@ -472,7 +482,7 @@ fn destroy(args: DestroyArgs) -> Outcome {
 }
 
 #[derive(Deserialize)]
-struct Info {
+pub(super) struct Info {
     name: String,
     plan: String,
     status: String,
@@ -480,6 +490,7 @@ struct Info {
     following: Option<String>,
     forked_from: Option<String>,
     behind_by: Option<i64>,
+    caught_up: Option<bool>,
     ha: Option<String>,
     data_size_bytes: Option<i64>,
     maintenance: Option<Maintenance>,
@@ -492,6 +503,10 @@ struct Maintenance {
     strategy: String,
     status_line: String,
     info_field: String,
+    #[serde(default)]
+    target_plan: Option<String>,
+    #[serde(default)]
+    progress_line: Option<String>,
 }
 
 fn info(args: NameArgs) -> Outcome {
@@ -504,7 +519,7 @@ fn info(args: NameArgs) -> Outcome {
 }
 
 /// The `pg:info` block.
-fn info_block(info: &Info) -> String {
+pub(super) fn info_block(info: &Info) -> String {
     let mut lines = vec![format!("=== {}", info.name)];
     let mut field = |label: &str, value: String| lines.push(format!("{:<20}{value}", format!("{label}:")));
     field("Plan", info.plan.clone());
@@ -513,6 +528,9 @@ fn info_block(info: &Info) -> String {
     if let Some(leader) = &info.following {
         field("Following", leader.clone());
         field("Behind By", info.behind_by.map_or_else(|| "unknown".to_string(), |n| format!("{n} commits")));
+        if let Some(caught_up) = info.caught_up {
+            field("Caught Up", if caught_up { "yes (within 200 commits)".into() } else { "no (more than 200 commits behind)".into() });
+        }
     }
     if let Some(origin) = &info.forked_from {
         field("Forked From", origin.clone());
@@ -521,6 +539,14 @@ fn info_block(info: &Info) -> String {
         field("HA", ha.clone());
     }
     field("Maintenance", info.maintenance.as_ref().map_or_else(|| "not required".to_string(), |m| m.info_field.clone()));
+    if let Some(maintenance) = &info.maintenance {
+        if let Some(plan) = &maintenance.target_plan {
+            field("Plan Change", format!("{} -> {plan}", info.plan));
+        }
+        if let Some(progress) = &maintenance.progress_line {
+            field("Progress", progress.clone());
+        }
+    }
     field("Maintenance window", info.window.clone());
     field("Endpoint", info.endpoint_url.clone());
     lines.push(String::new());
@@ -544,6 +570,7 @@ fn require(args: RequireArgs) -> Outcome {
 #[derive(Deserialize)]
 struct Status {
     status_line: String,
+    maintenance: Option<Maintenance>,
 }
 
 fn show(args: NameArgs) -> Outcome {
@@ -553,6 +580,14 @@ fn show(args: NameArgs) -> Outcome {
     }
     let status: Status = typed(answer)?;
     println!("{}", status.status_line);
+    if let Some(maintenance) = &status.maintenance {
+        if let Some(plan) = &maintenance.target_plan {
+            println!("Plan change to {plan}");
+        }
+        if let Some(progress) = &maintenance.progress_line {
+            println!("Progress: {progress}");
+        }
+    }
     Ok(())
 }
 
@@ -595,7 +630,7 @@ fn run_maintenance(args: RunArgs) -> Outcome {
     }
 }
 
-fn run_report(name: &str, report: &RunReportBody) -> String {
+pub(super) fn run_report(name: &str, report: &RunReportBody) -> String {
     let mut out = format!("Maintenance #{} on {name}: {}\n", report.maintenance_id, report.outcome);
     out.push_str(&format!("{:<14}{}\n", "Strategy:", report.strategy));
     out.push_str(&format!("{:<14}{}\n", "Write pause:", report.write_pause_ms.map_or_else(|| "none".to_string(), milliseconds)));
@@ -912,6 +947,7 @@ mod tests {
             following: Some("orders-leader".into()),
             forked_from: None,
             behind_by: Some(0),
+            caught_up: Some(true),
             ha: None,
             data_size_bytes: Some(7_969_177),
             maintenance: Some(Maintenance {
@@ -919,6 +955,8 @@ mod tests {
                 strategy: "switchover".into(),
                 status_line: String::new(),
                 info_field: "scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready".into(),
+                target_plan: Some("standard-2".into()),
+                progress_line: Some("replacement on standard-2 ready".into()),
             }),
             window: "Tuesdays 14:30 to 18:30 UTC".into(),
         };
@@ -930,7 +968,10 @@ mod tests {
              Data Size:          7.6 MB\n\
              Following:          orders-leader\n\
              Behind By:          0 commits\n\
+             Caught Up:          yes (within 200 commits)\n\
              Maintenance:        scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready\n\
+             Plan Change:        standard-0 -> standard-2\n\
+             Progress:           replacement on standard-2 ready\n\
              Maintenance window: Tuesdays 14:30 to 18:30 UTC\n\
              Endpoint:           postgresql://127.0.0.1:6432/orders\n"
         );

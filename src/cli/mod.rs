@@ -10,6 +10,7 @@ pub mod bench_planner;
 pub mod config_check;
 pub mod daemon;
 pub mod demo;
+pub mod plan_change;
 pub mod planning;
 
 use std::fmt;

@@ -73,7 +73,12 @@ impl Plan {
     /// leading digits, such as `private-l`, counts as 0).
     pub fn size(&self) -> u32 {
         let size = self.name.split_once('-').map_or("", |(_, size)| size);
-        size.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
+        let digits: String = size.chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse() {
+            Ok(steps) => steps,
+            Err(_) if digits.is_empty() => 0,
+            Err(_) => u32::MAX,
+        }
     }
 
     /// The memory a plan buys its servers: 32 MB of shared_buffers plus 16 MB

@@ -33,10 +33,13 @@ async fn databases_instances_and_maintenances_round_trip() {
 
     let first = store.insert_instance(db.id, InstanceRole::Current, "/x/orders-1", None).await.unwrap();
     let second = store.insert_instance(db.id, InstanceRole::Replacement, "/x/orders-2", Some("orders_2")).await.unwrap();
-    store.promote_instance(db.id, second.id).await.unwrap();
-    store.promote_instance(db.id, second.id).await.unwrap(); // repeatable
+    store.promote_instance(db.id, second.id, None).await.unwrap();
+    store.promote_instance(db.id, second.id, None).await.unwrap(); // repeatable
     assert_eq!(store.current_instance(db.id).await.unwrap().id, second.id);
     assert_eq!(store.instance(first.id).await.unwrap().role, InstanceRole::Retired);
+    assert_eq!(db.dbname, "orders", "a primary serves the PostgreSQL database of its own name");
+    store.promote_instance(db.id, second.id, Some("standard-4")).await.unwrap();
+    assert_eq!(store.database(db.id).await.unwrap().plan, "standard-4", "a plan change completes with the switch");
 
     let required_by = Utc::now() + Duration::days(3);
     let m = store.insert_maintenance(db.id, "os-patch", "switchover", required_by, None).await.unwrap();

@@ -1,0 +1,181 @@
+//! Changing a database's plan or infrastructure (REFERENCE.md §4): `upgrade`,
+//! and the follower switchover's `databases unfollow` and `databases promote`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::Args;
+use pgmaint::api::{Client, PromoteDatabase, UpgradeDatabase};
+use pgmaint::model::Plan;
+use pgmaint::schedule;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::control::{call, info_block, print_json, run_report, typed, Connection};
+use super::{Failure, Outcome};
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    pub name: String,
+    /// The new plan, e.g. standard-4.
+    pub plan: String,
+    /// Deadline of the plan-change maintenance (standard tier and up): a
+    /// timestamp, or a duration from now such as 3d (default 7d).
+    #[arg(long, value_name = "WHEN")]
+    pub required_by: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct UnfollowArgs {
+    /// The follower.
+    pub name: String,
+    /// The database's name or an app using it; asked for on a terminal when absent.
+    #[arg(long, value_name = "APP")]
+    pub confirm: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The database that becomes the app's DATABASE_URL.
+    pub name: String,
+    #[arg(long)]
+    pub app: String,
+    /// Repoint the previous primary's followers that can follow NAME.
+    #[arg(long)]
+    pub repoint_followers: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+pub fn upgrade(args: UpgradeArgs) -> Outcome {
+    args.plan.parse::<Plan>().map_err(Failure::usage)?;
+    let required_by = match &args.required_by {
+        Some(text) => Some(schedule::format_timestamp(deadline(text)?)),
+        None => None,
+    };
+    let request = UpgradeDatabase { plan: args.plan.clone(), required_by };
+    if !args.connection.json {
+        eprintln!("Changing {} to {}...", args.name, args.plan);
+    }
+    let answer = call(Client::new(&args.connection.socket).upgrade(&args.name, &request))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    match (&answer.run, &answer.maintenance) {
+        (Some(run), _) => {
+            println!("{} is now on {} (was {}): its data was copied while it refused writes", answer.database, answer.to_plan, answer.from_plan);
+            print!("{}", run_report(&answer.database, run));
+        }
+        (None, Some(maintenance)) => {
+            println!(
+                "Plan change of {} from {} to {} required (maintenance #{}): a replacement on {} is being prepared, then it switches over in the window",
+                answer.database,
+                answer.from_plan,
+                answer.to_plan,
+                maintenance["id"],
+                answer.to_plan
+            );
+            println!("{}", maintenance["status_line"].as_str().unwrap_or_default());
+            println!("Run it sooner with `pgmaint maintenance run {}`; follow it with `pgmaint info {}`.", answer.database, answer.database);
+        }
+        (None, None) => return Err(Failure::failed("unexpected answer from the daemon: neither a run nor a maintenance")),
+    }
+    Ok(())
+}
+
+/// `2026-12-01T00:00:00Z`, or a duration from now such as `3d`.
+fn deadline(text: &str) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    if let Ok(duration) = schedule::parse_duration(text) {
+        return chrono::Utc::now().checked_add_signed(duration).ok_or_else(|| Failure::usage(format!("--required-by {text:?} is too far away")));
+    }
+    schedule::parse_timestamp(text).map_err(|e| Failure::usage(format!("--required-by {text:?}: {e}")))
+}
+
+pub fn unfollow(args: UnfollowArgs) -> Outcome {
+    let confirm = match args.confirm {
+        Some(confirm) => confirm,
+        None => ask_confirmation(&args.name)?,
+    };
+    let answer = call(Client::new(&args.connection.socket).unfollow(&args.name, &confirm))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    println!("{} no longer follows its leader; it is writable", args.name);
+    print!("{}", info_block(&typed(answer)?));
+    Ok(())
+}
+
+/// Asks on a terminal for the confirmation; refuses when there is none.
+fn ask_confirmation(name: &str) -> Result<String, Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::failed(format!(
+            "unfollowing {name} is destructive and needs confirmation: pass --confirm APP (an app using it, or {name})"
+        )));
+    }
+    eprintln!("!    WARNING: {name} will stop following its leader and become a separate, writable database.");
+    eprint!("!    To proceed, type the name of an app using it (or {name}): ");
+    std::io::stderr().flush().map_err(Failure::failed)?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).map_err(Failure::failed)?;
+    let answer = answer.trim().to_string();
+    if answer.is_empty() {
+        return Err(Failure::failed("confirmation not given; nothing changed"));
+    }
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+struct Promotion {
+    database: String,
+    app: String,
+    previous: Option<String>,
+    moved: Vec<String>,
+    previous_attached_as: Option<String>,
+    reattach: Vec<String>,
+    followers: Vec<FollowerFate>,
+    release: Value,
+}
+
+#[derive(Deserialize)]
+struct FollowerFate {
+    name: String,
+    outcome: String,
+}
+
+pub fn promote(args: PromoteArgs) -> Outcome {
+    let request = PromoteDatabase { app: args.app.clone(), repoint_followers: args.repoint_followers };
+    let answer = call(Client::new(&args.connection.socket).promote(&args.name, &request))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    let promotion: Promotion = typed(answer)?;
+    let release = promotion.release["release"].as_str().unwrap_or("?");
+    println!("Promoted {} to {} of {} ({release})", promotion.database, promotion.moved.join(" and "), promotion.app);
+    if let Some(previous) = &promotion.previous {
+        match &promotion.previous_attached_as {
+            Some(key) => println!("{previous} stays attached to {} as {key}", promotion.app),
+            None => println!("{previous} is no longer the DATABASE_URL of {}", promotion.app),
+        }
+        for key in &promotion.reattach {
+            println!("{key} still points at {previous}: re-attach it with `pgmaint apps attach {} {} --as {}`", promotion.app, promotion.database, key.trim_end_matches("_URL"));
+        }
+    }
+    for follower in &promotion.followers {
+        let previous = promotion.previous.as_deref().unwrap_or("the previous primary");
+        match follower.outcome.as_str() {
+            "needs re-creation" => println!(
+                "Follower {} still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`, or pass --repoint-followers",
+                follower.name, promotion.database
+            ),
+            outcome => println!("Follower {}: {outcome}", follower.name),
+        }
+    }
+    if let Some(error) = promotion.release["restart_error"].as_str() {
+        eprintln!("warning: the release was recorded but not applied: {error}");
+    }
+    Ok(())
+}
