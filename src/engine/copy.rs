@@ -2,9 +2,10 @@
 //! `pg:copy`), with the source kept readable but refusing writes meanwhile.
 
 use crate::pg::copy::{self, CopyProgress, CopyReport, CopySide};
+use crate::pg::PgResult;
 use crate::store::DatabaseRecord;
 
-use super::{Engine, EngineError, EngineResult};
+use super::{Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
 
 /// Parallel table streams when the caller does not say.
 pub const DEFAULT_COPY_WORKERS: usize = 4;
@@ -56,13 +57,26 @@ impl Engine {
             dbname: target_db.name.clone(),
         };
         tracing::info!(source, target, "copy: source refuses writes from now");
-        let was_read_only = copy::block_writes(&source_side.admin_conninfo, &source_side.dbname).await?;
+        let was_read_only = self.with_endpoint_paused(source, copy::block_writes(&source_side.admin_conninfo, &source_side.dbname)).await?;
         let programs = move |name: &str| source_cluster.program(name);
         let result = copy::copy_database(&source_side, &target_side, &programs, workers, progress).await;
-        let restored = copy::restore_writes(&source_side.admin_conninfo, &source_side.dbname, was_read_only).await;
+        let restored = self.with_endpoint_paused(source, copy::restore_writes(&source_side.admin_conninfo, &source_side.dbname, was_read_only)).await;
         tracing::info!(source, target, ok = result.is_ok(), "copy: source writable again");
         let report = result?;
         restored?;
         Ok(report)
+    }
+
+    /// Runs a change that ends the database's server sessions (blocking or
+    /// restoring writes) with the endpoint PAUSEd, so no transaction is in
+    /// flight when its session ends: clients wait a moment instead of failing.
+    pub(super) async fn with_endpoint_paused<T>(&self, name: &str, change: impl std::future::Future<Output = PgResult<T>>) -> EngineResult<T> {
+        let mut admin = self.endpoint.admin().await?;
+        admin.pause(name, PAUSE_TIMEOUT).await?;
+        let result = change.await;
+        let resumed = admin.resume(name).await;
+        let value = result?;
+        resumed?;
+        Ok(value)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::endpoint::Route;
-use crate::model::{Plan, Reason, Strategy};
+use crate::model::{Plan, Reason, Strategy, Tier};
 use crate::provider::local::Cluster;
 use crate::store::{DatabaseRecord, InstanceRole, MaintenanceRecord, NewDatabase};
 
@@ -40,6 +40,11 @@ impl Engine {
             Some(name) => Some(self.store.database_named(name).await?),
             None => None,
         };
+        if let Some(leader) = &leader {
+            if spec.plan.tier() == Tier::Essential || plan_of(leader)?.tier() == Tier::Essential {
+                return Err(EngineError::Refused("followers need the standard tier or above, for the follower and its leader".into()));
+            }
+        }
         let record = self
             .store
             .insert_database(&NewDatabase {

@@ -96,8 +96,8 @@ impl Engine {
         let route = Route::to_cluster(&run.database.name, &target_cluster, &dbname);
         let mut admin = self.endpoint.admin().await?;
 
-        self.step(run, "block_writes", async |_: &Engine, _: &mut Run| {
-            let was_read_only = copy::block_writes(&old.conninfo("postgres"), &dbname).await?;
+        self.step(run, "block_writes", async |engine: &Engine, run: &mut Run| {
+            let was_read_only = engine.with_endpoint_paused(&run.database.name, copy::block_writes(&old.conninfo("postgres"), &dbname)).await?;
             Ok(json!({ "was_read_only": was_read_only }))
         })
         .await?;
@@ -170,7 +170,7 @@ impl Engine {
                 .unwrap_or(false),
             Err(_) => false,
         };
-        match copy::restore_writes(&old.conninfo("postgres"), &run.database.dbname, was_read_only).await {
+        match self.with_endpoint_paused(&run.database.name, copy::restore_writes(&old.conninfo("postgres"), &run.database.dbname, was_read_only)).await {
             Ok(()) => error,
             Err(second) => EngineError::Invalid(format!("{error}; then making {} writable again failed: {second}", run.database.name)),
         }

@@ -5,7 +5,7 @@
 //! succeeded, and writes again afterwards.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,43 +15,26 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
 
-use crate::api_test::TestApi;
+use crate::api_test::{pgmaint, TestApi};
 use crate::engine_test::{engine, spec};
 use crate::harness::{connect_conninfo, TestEnv};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pgmaint");
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn pgmaint(socket: &Path, args: &[&str]) -> Ran {
-    let output = tokio::process::Command::new(BIN).args(args).arg("--socket").arg(socket).env_remove("PGMAINT_SOCKET").output().await.expect("run pgmaint");
-    Ran {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
-}
-
 /// What the writer saw.
 #[derive(Default)]
-struct Writes {
+pub(crate) struct Writes {
     /// Every id sent, in order, with whether it was acknowledged.
-    attempts: Vec<(i64, bool)>,
+    pub attempts: Vec<(i64, bool)>,
     /// Index in `attempts` of the first 25006 refusal.
-    first_refusal: Option<usize>,
-    refused: usize,
+    pub first_refusal: Option<usize>,
+    pub refused: usize,
     /// Acknowledged after the last refusal (the source writable again).
-    acked_after_refusals: usize,
-    other_errors: Vec<String>,
+    pub acked_after_refusals: usize,
+    pub other_errors: Vec<String>,
 }
 
 /// Inserts ids 1, 2, 3... into `events` through the endpoint until told to stop,
 /// reconnecting after a lost connection (simple protocol: transaction pooling).
-async fn writer(conninfo: String, stop: Arc<AtomicBool>) -> Writes {
+pub(crate) async fn writer(conninfo: String, stop: Arc<AtomicBool>) -> Writes {
     let mut writes = Writes::default();
     let mut client: Option<tokio_postgres::Client> = None;
     let mut id = 0i64;
@@ -86,7 +69,10 @@ async fn writer(conninfo: String, stop: Arc<AtomicBool>) -> Writes {
             }
             Err(e) => {
                 writes.attempts.push((id, false));
-                writes.other_errors.push(e.to_string());
+                writes.other_errors.push(match e.as_db_error() {
+                    Some(db) => format!("{} ({})", db.message(), db.code().code()),
+                    None => e.to_string(),
+                });
                 client = None;
             }
         }
@@ -95,11 +81,11 @@ async fn writer(conninfo: String, stop: Arc<AtomicBool>) -> Writes {
     writes
 }
 
-async fn ids(client: &tokio_postgres::Client) -> BTreeSet<i64> {
+pub(crate) async fn ids(client: &tokio_postgres::Client) -> BTreeSet<i64> {
     client.query("SELECT id FROM events", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
 }
 
-async fn scalar(client: &tokio_postgres::Client, sql: &str) -> String {
+pub(crate) async fn scalar(client: &tokio_postgres::Client, sql: &str) -> String {
     let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     messages
         .into_iter()
@@ -195,6 +181,7 @@ async fn copy_through_the_binary_with_a_writer_on_the_source() {
         writes.other_errors.len(),
         &writes.other_errors[..writes.other_errors.len().min(3)]
     );
+    assert!(writes.other_errors.is_empty(), "errors other than read-only refusals: {:?}", writes.other_errors);
     shop.simple_query("INSERT INTO events (id) VALUES (-1)").await.expect("the source is writable after the copy");
 
     // Data, index, foreign key and sequence on the target; its old data gone.

@@ -36,7 +36,7 @@ pub fn spec(name: &str, plan: &str, follow: Option<&str>) -> DatabaseSpec {
 }
 
 /// Conninfo strings of every server a database has had (for the writable watch).
-async fn all_servers(engine: &Engine, name: &str) -> Vec<String> {
+pub(crate) async fn all_servers(engine: &Engine, name: &str) -> Vec<String> {
     let database = engine.store().database_named(name).await.unwrap();
     let mut conninfos = Vec::new();
     for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement] {
@@ -80,7 +80,7 @@ async fn run_under_load(engine: &Engine, name: &str, reason: Reason) -> (RunRepo
 }
 
 /// Waits until the follower `name` holds every acknowledged id.
-async fn assert_follower_complete(engine: &Engine, follower: &str, load: &WorkloadReport) {
+pub(crate) async fn assert_follower_complete(engine: &Engine, follower: &str, load: &WorkloadReport) {
     let conninfo = engine.endpoint().client_conninfo(follower);
     let mut lost = Vec::new();
     for _ in 0..100 {

@@ -11,5 +11,6 @@ mod harness;
 mod harness_test;
 mod kill_test;
 mod notify_test;
+mod plan_change_test;
 mod releases_test;
 mod store_test;
