@@ -229,6 +229,9 @@ impl Engine {
 
     /// Records a required maintenance and plans it at once.
     pub async fn require(&self, name: &str, reason: Reason, required_by: DateTime<Utc>, now: DateTime<Utc>) -> EngineResult<MaintenanceView> {
+        if reason == Reason::PlanChange {
+            return Err(EngineError::Invalid(format!("a plan change needs its new plan: use `pgmaint upgrade {name} PLAN`")));
+        }
         let record = self.require_maintenance(name, reason, required_by).await?;
         self.replan(&record, now).await?;
         let database = self.store.database(record.database_id).await?;

@@ -127,7 +127,7 @@ impl Engine {
     /// The endpoint route of a database: its name, to its current server.
     pub(super) async fn route_of(&self, database: &DatabaseRecord) -> EngineResult<Route> {
         let cluster = self.current_cluster(database.id).await?;
-        Ok(Route::to_cluster(&database.name, &cluster, &&database.dbname))
+        Ok(Route::to_cluster(&database.name, &cluster, &database.dbname))
     }
 
     /// Makes the endpoint route every database to its current server (starting it if needed).

@@ -32,7 +32,7 @@ use super::{connect, Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
 /// or (essential tier) the change already carried out.
 #[derive(Debug)]
 pub enum PlanChange {
-    Scheduled(MaintenanceView),
+    Scheduled(Box<MaintenanceView>),
     Done(RunReport),
 }
 
@@ -65,7 +65,7 @@ impl Engine {
             let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), required_by, Some(plan)).await?;
             self.replan(&record, now).await?;
             let view = self.maintenance_view(&database).await?.ok_or_else(|| EngineError::Invalid("the maintenance vanished".into()))?;
-            return Ok(PlanChange::Scheduled(view));
+            return Ok(PlanChange::Scheduled(Box::new(view)));
         }
         let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), now, Some(plan)).await?;
         let claim = self.claim(record.id).await?;

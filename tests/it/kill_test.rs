@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use pgmaint::engine::{Engine, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 use pgmaint::model::Reason;
-use pgmaint::store::{InstanceRole, MaintenanceState};
+use pgmaint::store::{InstanceRole, MaintenanceRecord, MaintenanceState};
 use pgmaint::workload::{self, PrimaryWatch, Workload};
 
 use crate::engine_test::{engine, spec};
@@ -42,6 +42,11 @@ async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, name: &str) {
 /// For each failpoint: require a maintenance, kill the daemon there, run a
 /// fresh daemon, check the maintenance completed. Writers run throughout.
 async fn drill(env: &TestEnv, engine: &Engine, name: &str, reason: Reason, failpoints: &[&str]) {
+    let require = async || engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    drill_with(env, engine, name, require, failpoints).await;
+}
+
+async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, require: impl AsyncFn() -> MaintenanceRecord, failpoints: &[&str]) {
     let state_url = env.dir.join("state").display().to_string();
     let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
     let url = engine.endpoint().client_conninfo(name);
@@ -50,7 +55,7 @@ async fn drill(env: &TestEnv, engine: &Engine, name: &str, reason: Reason, failp
     watch_servers(engine, &watch, name).await;
     let writers = Workload::start(&url, 4);
     for failpoint in failpoints {
-        let maintenance = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+        let maintenance = require().await;
         engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the kill drill")).await.unwrap();
         let killed = daemon_once(env, &state_url, Some(failpoint));
         if failpoint.ends_with(":panic") {
@@ -113,4 +118,27 @@ async fn failover_and_restart_survive_kills() {
     let mut restart = every_boundary(&["restart_standby", "pause", "restart", "wait_ready", "resume"]);
     restart.push("restart:after:panic".into());
     drill(&env, &engine, "ledger", Reason::Settings, &restart.iter().map(String::as_str).collect::<Vec<_>>()).await;
+}
+
+#[tokio::test]
+async fn essential_plan_change_survives_a_kill_at_every_step() {
+    let env = TestEnv::new("kill-plan-change");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("notes", "essential-0", None)).await.unwrap();
+    let database = engine.store().database_named("notes").await.unwrap();
+    let plans = std::cell::Cell::new(0u32);
+    // Each drill moves the database to the next plan size, as `upgrade` would (run by the daemon here).
+    let require = async || {
+        plans.set(plans.get() + 1);
+        let plan = format!("essential-{}", plans.get());
+        engine.store().insert_maintenance(database.id, "plan-change", "copy", Utc::now(), Some(&plan)).await.unwrap()
+    };
+    let steps = ["prepare_target", "block_writes", "copy_data", "pause", "repoint", "resume", "retire_old"];
+    let failpoints = every_boundary(&steps);
+    drill_with(&env, &engine, "notes", require, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let record = engine.store().database_named("notes").await.unwrap();
+    assert_eq!(record.plan, format!("essential-{}", failpoints.len()), "every plan change completed in order");
+    let current = engine.store().current_instance(record.id).await.unwrap();
+    let server = crate::harness::connect_conninfo(&engine.provider().cluster(&current.location).conninfo("notes")).await;
+    assert_eq!(crate::copy_test::scalar(&server, "SHOW default_transaction_read_only").await, "off", "the database takes writes");
 }
