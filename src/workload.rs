@@ -118,7 +118,7 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
             None => match connect(conninfo).await {
                 Ok(c) => c,
                 Err(e) => {
-                    log.errors.push(format!("connect: {e}"));
+                    log.errors.push(format!("connect: {}", describe(&e)));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -134,7 +134,7 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
                 client = Some(active);
             }
             Err(e) => {
-                log.errors.push(e.to_string());
+                log.errors.push(describe(&e));
                 if !active.is_closed() {
                     client = Some(active);
                 }
@@ -225,5 +225,14 @@ impl PrimaryWatch {
     pub async fn stop(self) -> Result<(usize, usize), WorkloadError> {
         self.stop.store(true, Ordering::Relaxed);
         Ok(self.handle.await?)
+    }
+}
+
+/// An error with the server's own message and SQLSTATE when there is one
+/// (tokio-postgres alone prints only "db error").
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }

@@ -84,11 +84,14 @@ async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, require: impl As
     assert!(most_writable <= 1, "{most_writable} writable primaries at once");
     let lost = load.lost_on(&url).await.unwrap();
     assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    // Only a copy refuses writes (read-only while it runs); nothing else may fail a client.
+    assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
     eprintln!(
-        "{name}: {} kills survived, {} commits, {} client errors, max commit gap {:?}",
+        "{name}: {} kills survived, {} commits, {} client errors (e.g. {:?}), max commit gap {:?}",
         failpoints.len(),
         load.acknowledged.len(),
         load.client_errors,
+        &load.error_samples[..load.error_samples.len().min(3)],
         load.max_commit_gap
     );
 }
