@@ -242,6 +242,15 @@ impl Engine {
     }
 }
 
+/// After a failure with the endpoint paused: RESUME (always), then the
+/// failure, with RESUME's own failure added if it failed too.
+pub(super) async fn resume_after(admin: &mut AdminConsole, name: &str, error: EngineError) -> EngineError {
+    match admin.resume(name).await {
+        Ok(()) => error,
+        Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
+    }
+}
+
 /// Stops a claim's renewal when the run that holds it ends.
 struct RenewalGuard(tokio::task::JoinHandle<()>);
 

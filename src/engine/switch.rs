@@ -20,7 +20,7 @@ use crate::provider::local::{Cluster, StopMode};
 use crate::store::{InstanceRecord, InstanceRole};
 
 use super::fleet::{plan_of, slot_for};
-use super::run::Run;
+use super::run::{resume_after, Run};
 use super::{connect, Engine, EngineError, EngineResult, WAL_CONFIRM_TIMEOUT};
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,7 +124,7 @@ impl Engine {
             })
             .await?;
         }
-        self.retire_old(run, &switch).await
+        self.retire_old(run, &switch.old).await
     }
 
     /// A follower moves to its replacement without any promotion: both are
@@ -134,13 +134,10 @@ impl Engine {
         let paused_at = self.pause_endpoint(run, admin).await?;
         let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate_instance, &switch.route, admin).await).await;
         if let Err(error) = repointed {
-            return Err(match admin.resume(&run.database.name).await {
-                Ok(()) => error,
-                Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
-            });
+            return Err(resume_after(admin, &run.database.name, error).await);
         }
         self.resume_endpoint(run, admin, paused_at).await?;
-        self.retire_old(run, switch).await
+        self.retire_old(run, &switch.old).await
     }
 
     /// The candidate becomes the database's current server (on the new plan,
@@ -153,10 +150,10 @@ impl Engine {
     }
 
     /// The old server stays stopped, kept for the retirement grace period.
-    async fn retire_old(&self, run: &mut Run, switch: &Switch) -> EngineResult<()> {
+    pub(super) async fn retire_old(&self, run: &mut Run, old: &Cluster) -> EngineResult<()> {
         self.step(run, "retire_old", async |_: &Engine, _: &mut Run| {
-            switch.old.stop(StopMode::Fast).await?;
-            Ok(json!({ "retired": switch.old.root().display().to_string() }))
+            old.stop(StopMode::Fast).await?;
+            Ok(json!({ "retired": old.root().display().to_string() }))
         })
         .await
     }

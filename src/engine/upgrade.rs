@@ -19,12 +19,12 @@ use serde_json::{json, Value};
 use crate::endpoint::Route;
 use crate::model::{Plan, Progress, Reason, Strategy, Tier};
 use crate::pg::copy::{self, CopyProgress, CopySide};
-use crate::provider::local::{Cluster, StopMode};
+use crate::provider::local::Cluster;
 use crate::store::{InstanceRecord, InstanceRole};
 
 use super::control::MaintenanceView;
 use super::fleet::plan_of;
-use super::run::{Run, RunReport};
+use super::run::{resume_after, Run, RunReport};
 use super::switch::switch_change;
 use super::{connect, Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
 
@@ -110,21 +110,14 @@ impl Engine {
         let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &target, &route, &mut admin).await).await;
         if let Err(error) = repointed {
             let error = self.writable_again(run, &old, error).await;
-            return Err(match admin.resume(&run.database.name).await {
-                Ok(()) => error,
-                Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
-            });
+            return Err(resume_after(&mut admin, &run.database.name, error).await);
         }
         let resumed_before = run.done.contains("resume");
         self.resume_endpoint(run, &mut admin, paused_at).await?;
         if !resumed_before {
             self.release_after_switch(run.database.id, switch_change(run)).await;
         }
-        self.step(run, "retire_old", async |_: &Engine, _: &mut Run| {
-            old.stop(StopMode::Fast).await?;
-            Ok(json!({ "retired": old.root().display().to_string() }))
-        })
-        .await
+        self.retire_old(run, &old).await
     }
 
     /// Copies the old server's database into the target, recording progress.
