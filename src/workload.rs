@@ -8,7 +8,7 @@
 //! samples the database's servers and counts how many were writable at once.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,10 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgre
     Ok(client)
 }
 
+/// Each writer of this process takes the next slot; its ids are slot * IDS_PER_WRITER + 1, + 2, ...
+static NEXT_WRITER_SLOT: AtomicI64 = AtomicI64::new(0);
+const IDS_PER_WRITER: i64 = 1_000_000_000;
+
 impl Workload {
     /// Starts `writers` tasks inserting through `conninfo` until stopped.
     pub fn start(conninfo: &str, writers: usize) -> Workload {
@@ -112,6 +116,8 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
     let mut log = WriterLog { acknowledged: Vec::new(), commit_times: Vec::new(), errors: Vec::new() };
     let mut client = None;
     let mut sequence: i64 = 0;
+    // Ids stay unique when several workloads in one process write into the same table.
+    let slot = NEXT_WRITER_SLOT.fetch_add(1, Ordering::Relaxed);
     while !stop.load(Ordering::Relaxed) {
         let active = match client.take() {
             Some(c) => c,
@@ -125,7 +131,7 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
             },
         };
         sequence += 1;
-        let id = (writer as i64) * 1_000_000_000 + sequence;
+        let id = slot * IDS_PER_WRITER + sequence;
         match active.simple_query(&format!("INSERT INTO {AUDIT_TABLE} (id, writer) VALUES ({id}, {writer})")).await {
             Ok(_) => {
                 log.acknowledged.push(id);
