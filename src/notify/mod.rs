@@ -338,6 +338,7 @@ fn expectation(strategy: &str) -> Option<&'static str> {
         "restart" => "The database restarts in place. Clients connected through the pgmaint endpoint wait through it (typically well under a second) without an error; clients connected to the server directly are disconnected and should reconnect and retry with exponential backoff.",
         "switchover" => "Clients are moved to a freshly prepared replacement. Through the pgmaint endpoint, writes pause briefly (typically well under a second) and resume on the replacement without an error; the connection URL does not change. Clients connected to the server directly are disconnected and should retry with exponential backoff.",
         "failover" => "Clients are moved to the high-availability standby. Through the pgmaint endpoint, writes pause briefly (typically well under a second) and resume without an error. Until a new standby has caught up, high availability is unavailable.",
+        "copy" => "The database refuses writes (SQLSTATE 25006, read-only transaction; reads go on) while its data is copied into a new server, about 10 seconds per GB; then clients are moved to the new server and writes resume. Applications should retry refused writes with exponential backoff or show a read-only mode; the connection URL does not change.",
         _ => return None,
     })
 }
