@@ -13,6 +13,9 @@ use serde_json::Value;
 use super::control::{call, info_block, print_json, run_report, typed, Connection};
 use super::{Failure, Outcome};
 
+/// How often `upgrade` asks for progress while an essential copy runs.
+const PROGRESS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {
     pub name: String,
@@ -60,7 +63,30 @@ pub fn upgrade(args: UpgradeArgs) -> Outcome {
     if !args.connection.json {
         eprintln!("Changing {} to {}...", args.name, args.plan);
     }
-    let answer = call(Client::new(&args.connection.socket).upgrade(&args.name, &request))?;
+    let client = Client::new(&args.connection.socket);
+    let watcher = Client::new(&args.connection.socket);
+    let show_progress = !args.connection.json;
+    let name = args.name.clone();
+    let answer = call(async move {
+        // An essential upgrade answers when it is done: meanwhile show the progress `info` reports.
+        let upgrade = client.upgrade(&name, &request);
+        tokio::pin!(upgrade);
+        let mut shown = String::new();
+        loop {
+            tokio::select! {
+                answer = &mut upgrade => break answer,
+                () = tokio::time::sleep(PROGRESS_POLL), if show_progress => {
+                    if let Ok(info) = watcher.info(&name).await {
+                        let line = info["maintenance"]["progress_line"].as_str().unwrap_or_default().to_string();
+                        if !line.is_empty() && line != shown {
+                            eprintln!("{line}");
+                            shown = line;
+                        }
+                    }
+                }
+            }
+        }
+    })?;
     if args.connection.json {
         return print_json(&answer);
     }

@@ -94,7 +94,7 @@ impl Progress {
             Progress::Ready { plan } => format!("replacement on {plan} ready"),
             Progress::Copying { plan, done_bytes, total_bytes, tables_done, tables_total, eta_seconds } => {
                 let mut text = format!(
-                    "copying into a {plan} server: {:.0}% ({} of about {}), {tables_done} of {tables_total} tables",
+                    "copying into the new {plan} server: {:.0}% ({} of about {}), {tables_done} of {tables_total} tables",
                     percent(*done_bytes as f64, *total_bytes as f64),
                     human_size(i64::try_from(*done_bytes).unwrap_or(i64::MAX)),
                     human_size(i64::try_from(*total_bytes).unwrap_or(i64::MAX))
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(backup.describe(), "replacement on standard-4: base backup 45% (45.0 MB of 100.0 MB)");
         assert_eq!(Progress::CatchingUp { plan: plan.clone(), behind_bytes: 3 << 20 }.describe(), "replacement on standard-4: catching up, 3.0 MB behind");
         let copying = Progress::Copying { plan, done_bytes: 1 << 30, total_bytes: 4 << 30, tables_done: 3, tables_total: 8, eta_seconds: Some(12.4) };
-        assert_eq!(copying.describe(), "copying into a standard-4 server: 25% (1.0 GB of about 4.0 GB), 3 of 8 tables, about 12 s left");
+        assert_eq!(copying.describe(), "copying into the new standard-4 server: 25% (1.0 GB of about 4.0 GB), 3 of 8 tables, about 12 s left");
         let json = serde_json::to_string(&backup).unwrap();
         assert_eq!(serde_json::from_str::<Progress>(&json).unwrap(), backup);
     }

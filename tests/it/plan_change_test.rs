@@ -111,7 +111,13 @@ async fn essential_upgrade_copies_at_once_refusing_writes_without_losing_any() {
     let releases = engine.releases("web").await.unwrap();
     assert_eq!(releases[0].change, "Plan change blog to essential-2");
 
-    // History shows the copy.
+    // The text form, once more to the next size.
+    let text = pgmaint(&socket, &["upgrade", "blog", "essential-3"]).await.ok("upgrade (text)");
+    assert!(text.stdout.starts_with("blog is now on essential-3 (was essential-2): its data was copied while it refused writes\n"), "{}", text.stdout);
+    assert!(text.stdout.contains("Strategy:     copy\n"), "{}", text.stdout);
+    assert_eq!(shared_buffers(&engine, "blog").await, "80MB");
+
+    // History shows the copies.
     let history = pgmaint(&socket, &["maintenance", "history", "blog", "--json"]).await.ok("history").json();
     assert_eq!((history[0]["strategy"].as_str(), history[0]["reason"].as_str(), history[0]["state"].as_str()), (Some("copy"), Some("plan-change"), Some("completed")));
 
