@@ -295,6 +295,14 @@ async fn follower_switchover_by_hand() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seen, expect_row, "follower outcome {fate}");
+
+    // Promoting back without --repoint-followers lists the followers that stay behind.
+    let back = pgmaint(&socket, &["databases", "promote", "orders", "--app", "web"]).await.ok("promote back");
+    assert!(back.stdout.starts_with("Promoted orders to DATABASE_CONNECTION_POOL_URL and DATABASE_URL of web (v5)\n"), "{}", back.stdout);
+    assert!(back.stdout.contains("orders-2 stays attached to web as ORDERS_2_URL\n"), "{}", back.stdout);
+    let listed = back.stdout.contains("Follower orders-f still follows orders-2: re-create it with");
+    assert_eq!(listed, fate == "repointed", "{}", back.stdout);
+    assert_eq!(info(&socket, "orders-f").await["following"], expect_leader, "a promotion without --repoint-followers moved a follower");
     eprintln!("follower switchover: caught up at {caught_up} commits behind; orders-f {fate}; {} commits, 0 lost", load.acknowledged.len());
 
     server.stop().await;
