@@ -184,6 +184,20 @@ async fn premium_upgrade_prepares_a_replacement_on_the_new_plan_and_switches_ove
     let retired = engine.store().instances(database.id).await.unwrap().into_iter().filter(|i| i.role == InstanceRole::Retired).count();
     assert_eq!(retired, 2, "the old primary and the old standby are retired");
 
+    // A follower's plan change swaps replicas: no promotion, still following.
+    let follower = pgmaint(&socket, &["upgrade", "orders-f", "standard-2", "--json"]).await.ok("upgrade follower").json();
+    let follower_id = follower["maintenance"]["id"].as_i64().unwrap();
+    engine.prepare_maintenance(follower_id).await.expect("prepare follower replacement");
+    let moved = pgmaint(&socket, &["maintenance", "run", "orders-f", "--force", "--json"]).await.ok("run follower plan change").json();
+    let steps: Vec<&str> = moved["steps"].as_array().unwrap().iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(steps, ["pause", "repoint", "resume", "retire_old"], "{moved}");
+    let shown = info(&socket, "orders-f").await;
+    assert_eq!((shown["plan"].as_str(), shown["following"].as_str()), (Some("standard-2"), Some("orders")), "{shown}");
+    let replica = connect_conninfo(&engine.endpoint().client_conninfo("orders-f")).await;
+    assert_eq!(scalar(&replica, "SELECT pg_is_in_recovery()").await, "t", "the follower's replacement was promoted");
+    assert_eq!(scalar(&replica, "SHOW shared_buffers").await, "64MB");
+    assert_follower_complete(&engine, "orders-f", &load).await;
+
     server.stop().await;
     engine.stop_fleet().await.unwrap();
 }
