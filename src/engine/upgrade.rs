@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::endpoint::Route;
 use crate::model::{Plan, Progress, Reason, Strategy, Tier};
 use crate::pg::copy::{self, CopyProgress, CopySide};
-use crate::provider::local::Cluster;
+use crate::provider::local::{Cluster, StopMode};
 use crate::store::{InstanceRecord, InstanceRole};
 
 use super::control::MaintenanceView;
@@ -103,13 +103,25 @@ impl Engine {
         .await?;
         let copied = self.step(run, "copy_data", async |engine: &Engine, run: &mut Run| engine.copy_into(run, &old, &target_cluster).await).await;
         if let Err(error) = copied {
-            return Err(self.writable_again(run, &old, error).await);
+            return Err(self.call_off_copy(run, &old, &target, error).await);
         }
 
-        let paused_at = self.pause_endpoint(run, &mut admin).await?;
+        let paused_at = match self.pause_endpoint(run, &mut admin).await {
+            Ok(paused_at) => paused_at,
+            Err(error) => return Err(self.call_off_copy(run, &old, &target, error).await),
+        };
         let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &target, &route, &mut admin).await).await;
         if let Err(error) = repointed {
-            let error = self.writable_again(run, &old, error).await;
+            let adopted = self.store.current_instance(run.database.id).await.is_ok_and(|current| current.id == target.id);
+            let error = if adopted {
+                // The state store names the new server already: go forward, routing the endpoint there.
+                match self.publish_routes().await {
+                    Ok(()) => error,
+                    Err(second) => EngineError::Invalid(format!("{error}; then routing the endpoint to the new server failed: {second}")),
+                }
+            } else {
+                self.call_off_copy(run, &old, &target, error).await
+            };
             return Err(resume_after(&mut admin, &run.database.name, error).await);
         }
         let resumed_before = run.done.contains("resume");
@@ -149,6 +161,19 @@ impl Engine {
             })
             .await?;
         Ok(json!({ "bytes": report.bytes, "rows": report.rows, "tables": report.tables.len(), "seconds": report.seconds }))
+    }
+
+    /// Calls a copy off before the repoint: the old server takes writes again
+    /// and the new one is stopped and retired; then the error.
+    async fn call_off_copy(&self, run: &Run, old: &Cluster, target: &InstanceRecord, error: EngineError) -> EngineError {
+        let error = self.writable_again(run, old, error).await;
+        if let Err(second) = self.provider.cluster(&target.location).stop(StopMode::Fast).await {
+            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be stopped");
+        }
+        if let Err(second) = self.store.set_instance_role(target.id, InstanceRole::Retired).await {
+            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be retired");
+        }
+        error
     }
 
     /// After a failed copy: the old server takes writes again (unless the

@@ -322,3 +322,33 @@ async fn follower_switchover_by_hand() {
     server.stop().await;
     engine.stop_fleet().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_essential_copy_leaves_the_database_writable_on_its_old_server() {
+    let env = TestEnv::new("upgrade-essential-failed");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("notes", "essential-0", None)).await.expect("create notes");
+    let url = engine.endpoint().client_conninfo("notes");
+    connect_conninfo(&url).await.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1);").await.unwrap();
+    let database = engine.store().database_named("notes").await.unwrap();
+    let old = engine.store().current_instance(database.id).await.unwrap();
+    let maintenance = engine.store().insert_maintenance(database.id, "plan-change", "copy", chrono::Utc::now(), Some("essential-1")).await.unwrap();
+    engine.prepare_maintenance(maintenance.id).await.expect("prepare the target");
+    // The new server goes away before the copy: the copy cannot succeed.
+    let target = engine.store().instance(engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap()).await.unwrap();
+    engine.provider().cluster(&target.location).stop(pgmaint::provider::local::StopMode::Immediate).await.unwrap();
+
+    let error = engine.run_maintenance(maintenance.id).await.expect_err("a copy into a stopped server");
+    eprintln!("failed as expected: {error}");
+    let record = engine.store().maintenance(maintenance.id).await.unwrap();
+    assert_eq!(record.state, pgmaint::store::MaintenanceState::Failed);
+    let after = engine.store().database(database.id).await.unwrap();
+    assert_eq!(after.plan, "essential-0", "a failed plan change changed the plan");
+    assert_eq!(engine.store().current_instance(database.id).await.unwrap().id, old.id);
+    assert_eq!(engine.store().instance(target.id).await.unwrap().role, InstanceRole::Retired);
+    let client = connect_conninfo(&url).await;
+    assert_eq!(scalar(&client, "SHOW default_transaction_read_only").await, "off");
+    client.batch_execute("INSERT INTO t VALUES (2)").await.expect("the database takes writes again");
+    assert_eq!(scalar(&client, "SELECT count(*) FROM t").await, "2");
+    engine.stop_fleet().await.unwrap();
+}
