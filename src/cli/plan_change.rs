@@ -56,7 +56,10 @@ pub struct PromoteArgs {
 pub fn upgrade(args: UpgradeArgs) -> Outcome {
     args.plan.parse::<Plan>().map_err(Failure::usage)?;
     let required_by = match &args.required_by {
-        Some(text) => Some(schedule::format_timestamp(deadline(text)?)),
+        Some(text) => {
+            let deadline = schedule::parse_deadline(text, chrono::Utc::now()).map_err(|e| Failure::usage(format!("--required-by {text:?}: {e}")))?;
+            Some(schedule::format_timestamp(deadline))
+        }
         None => None,
     };
     let request = UpgradeDatabase { plan: args.plan.clone(), required_by };
@@ -110,14 +113,6 @@ pub fn upgrade(args: UpgradeArgs) -> Outcome {
         (None, None) => return Err(Failure::failed("unexpected answer from the daemon: neither a run nor a maintenance")),
     }
     Ok(())
-}
-
-/// `2026-12-01T00:00:00Z`, or a duration from now such as `3d`.
-fn deadline(text: &str) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
-    if let Ok(duration) = schedule::parse_duration(text) {
-        return chrono::Utc::now().checked_add_signed(duration).ok_or_else(|| Failure::usage(format!("--required-by {text:?} is too far away")));
-    }
-    schedule::parse_timestamp(text).map_err(|e| Failure::usage(format!("--required-by {text:?}: {e}")))
 }
 
 pub fn unfollow(args: UnfollowArgs) -> Outcome {
@@ -197,7 +192,11 @@ pub fn promote(args: PromoteArgs) -> Outcome {
                 "Follower {} still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`, or pass --repoint-followers",
                 follower.name, promotion.database
             ),
-            outcome => println!("Follower {}: {outcome}", follower.name),
+            "repointed" => println!("Follower {}: repointed, it follows {}", follower.name, promotion.database),
+            outcome => println!(
+                "Follower {}: {outcome}; it still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`",
+                follower.name, promotion.database
+            ),
         }
     }
     if let Some(error) = promotion.release["restart_error"].as_str() {

@@ -63,12 +63,6 @@ impl Engine {
         Ok(words)
     }
 
-    /// What an operator must type to unfollow `name` (for a terminal prompt).
-    pub async fn unfollow_confirmations(&self, name: &str) -> EngineResult<Vec<String>> {
-        let database = self.store.database_named(name).await?;
-        self.confirmations(&database).await
-    }
-
     /// `databases unfollow NAME --confirm APP`: the follower stops following
     /// and becomes a writable primary of its own, forked from its leader.
     /// Safe to repeat after a crash part-way.
@@ -195,7 +189,7 @@ impl Engine {
             }
             let outcome = match self.repoint_to(&follower, previous, promoted).await {
                 Ok(()) => "repointed".to_string(),
-                Err(error) => format!("not repointed ({error}); re-create it with `pgmaint databases create NAME --follow {}`", promoted.name),
+                Err(error) => format!("not repointed ({error})"),
             };
             fates.push(FollowerFate { name: follower.name, outcome });
         }

@@ -107,11 +107,6 @@ impl Strategy {
             Strategy::Copy => "copy",
         }
     }
-
-    /// Does this strategy promote another server (and so need a candidate)?
-    pub fn moves_database(self) -> bool {
-        !matches!(self, Strategy::Restart)
-    }
 }
 
 impl FromStr for Strategy {

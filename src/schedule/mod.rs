@@ -33,5 +33,5 @@ pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EV
 pub use occurrence::{next_occurrence, start_on, Occurrence};
 pub use reminders::reminders_due;
 pub use planner::{normalize_blackouts, plan, ForcedReason, Plan};
-pub use timestamp::{format_timestamp, parse_timestamp};
+pub use timestamp::{format_timestamp, parse_deadline, parse_timestamp};
 pub use window::{parse_day, parse_zone, Described, Window};
