@@ -165,6 +165,9 @@ pub enum ConfigError {
     /// A key a section cannot do without; the line is the section's.
     #[error("{file}:{line}: missing key \"{key}\" in [{section}]: {problem}")]
     Missing { file: String, line: usize, section: String, key: String, problem: String },
+    /// A command-line override that is not valid (`--state-url`, `--node`, `--data-dir`).
+    #[error("{flag}: {problem}")]
+    Flag { flag: &'static str, problem: String },
 }
 
 fn place(section: &Option<String>) -> String {
@@ -184,13 +187,14 @@ impl ConfigError {
             | ConfigError::UnknownKey { file, .. }
             | ConfigError::Invalid { file, .. }
             | ConfigError::Missing { file, .. } => file,
+            ConfigError::Flag { flag, .. } => flag,
         }
     }
 
     /// The 1-based line, for errors about the content.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Read { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Flag { .. } => None,
             ConfigError::Syntax { line, .. }
             | ConfigError::UnknownSection { line, .. }
             | ConfigError::UnknownKey { line, .. }
@@ -202,7 +206,7 @@ impl ConfigError {
     /// The dotted key at fault (`smtp.hots`, `daemon.tick`, `smpt`), if any.
     pub fn key(&self) -> Option<String> {
         match self {
-            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } | ConfigError::Flag { .. } => None,
             ConfigError::UnknownSection { name, .. } => Some(name.clone()),
             ConfigError::UnknownKey { section, key, .. } | ConfigError::Invalid { section, key, .. } => {
                 Some(match section {
@@ -251,17 +255,23 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`; errors name the path as given.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
-        let path = path.as_ref();
+        Config::load_with(Some(path.as_ref()), &Overrides::default())
+    }
+
+    /// The file at `path` (or, without one, the defaults) with the command
+    /// line's overrides applied before anything is derived from them: a
+    /// `--data-dir` moves the API socket, the mail folder and the embedded
+    /// state store unless the file places them itself.
+    pub fn load_with(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let Some(path) = path else { return Loader { file: "(defaults)", text: "", overrides }.parse() };
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: name.clone(), source })?;
-        Config::from_str_named(&text, &name)
+        Loader { file: &name, text: &text, overrides }.parse()
     }
 
     /// Parses and validates `text`; `name` is the file name errors mention.
     pub fn from_str_named(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let loader = Loader { file: name, text };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| loader.parse_error(&e))?;
-        loader.build(raw)
+        Loader { file: name, text, overrides: &Overrides::default() }.parse()
     }
 
     /// The From of the mails pgmaint sends: `[smtp] from`, or `pgmaint@localhost`
@@ -274,6 +284,17 @@ impl Config {
     }
 }
 
+/// Settings given on the daemon's command line; each wins over the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`: `[daemon] data_dir`, and what is derived from it.
+    pub data_dir: Option<PathBuf>,
+    /// `--state-url`: `[state] url`.
+    pub state_url: Option<String>,
+    /// `--node`: `[daemon] node_name`.
+    pub node_name: Option<String>,
+}
+
 impl DaemonConfig {
     /// The configured `node_name`, else the host name. A daemon restarted under
     /// the same name takes its own claims back at once (no lease to wait out),
@@ -281,6 +302,23 @@ impl DaemonConfig {
     pub fn node_name(&self) -> String {
         self.node_name.clone().unwrap_or_else(hostname)
     }
+}
+
+fn check_node_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a node name cannot be empty or contain spaces or control characters");
+    }
+    Ok(())
+}
+
+fn check_state_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        return Err("not a PostgreSQL URL; write postgresql://USER@HOST/DB (a Unix socket: ?host=/run/postgresql)".into());
+    }
+    // Parsed the way the state store will parse it; sqlx's message does not echo the URL.
+    sqlx::postgres::PgConnectOptions::from_str(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a PostgreSQL URL ({e}); write postgresql://USER@HOST/DB"))
 }
 
 fn hostname() -> String {
@@ -571,6 +609,7 @@ struct RawMaintenance {
 struct Loader<'a> {
     file: &'a str,
     text: &'a str,
+    overrides: &'a Overrides,
 }
 
 /// One key that is present in the file.
@@ -761,6 +800,11 @@ impl Loader<'_> {
             .unwrap_or_default()
     }
 
+    fn parse(&self) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(self.text).map_err(|e| self.parse_error(&e))?;
+        self.build(raw)
+    }
+
     fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let defaults = Config::default();
 
@@ -770,7 +814,10 @@ impl Loader<'_> {
         let tick_field = field("daemon", "tick", &d.tick);
         let lease_field = field("daemon", "lease", &d.lease);
         let node_field = field("daemon", "node_name", &d.node_name);
-        let data_dir = convert(&data_dir_field, self, Field::path)?.unwrap_or(defaults.daemon.data_dir);
+        let data_dir = match &self.overrides.data_dir {
+            Some(dir) => dir.clone(),
+            None => convert(&data_dir_field, self, Field::path)?.unwrap_or(defaults.daemon.data_dir),
+        };
         let tick = convert(&tick_field, self, Field::positive_duration)?.unwrap_or(defaults.daemon.tick);
         let lease = convert(&lease_field, self, Field::positive_duration)?.unwrap_or(defaults.daemon.lease);
         if lease < tick * 2 {
@@ -789,29 +836,32 @@ impl Loader<'_> {
                 ),
             ));
         }
-        let node_name = convert(&node_field, self, |f, ld| {
-            let name = f.string(ld, "a node name")?;
-            if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(f.invalid(ld, "a node name cannot contain spaces or control characters"));
+        let node_name = match &self.overrides.node_name {
+            Some(name) => {
+                check_node_name(name).map_err(|problem| ConfigError::Flag { flag: "--node", problem: problem.into() })?;
+                Some(name.clone())
             }
-            Ok(name)
-        })?;
+            None => convert(&node_field, self, |f, ld| {
+                let name = f.string(ld, "a node name")?;
+                check_node_name(&name).map_err(|problem| f.invalid(ld, problem))?;
+                Ok(name)
+            })?,
+        };
 
         // [state]
         let raw_state = Section::or_default(raw.state);
-        let state = match convert(&field("state", "url", &raw_state.url), self, |f, ld| {
-            let url = f.string(ld, "a postgresql:// URL")?;
-            if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-                return Err(f.invalid(
-                    ld,
-                    "not a PostgreSQL URL; write postgresql://USER@HOST/DB (a Unix socket: ?host=/run/postgresql)",
-                ));
+        let state_url = match &self.overrides.state_url {
+            Some(url) => {
+                check_state_url(url).map_err(|problem| ConfigError::Flag { flag: "--state-url", problem })?;
+                Some(url.clone())
             }
-            // Parsed the way the state store will parse it; sqlx's message does not echo the URL.
-            sqlx::postgres::PgConnectOptions::from_str(&url)
-                .map_err(|e| f.invalid(ld, format!("not a PostgreSQL URL ({e}); write postgresql://USER@HOST/DB")))?;
-            Ok(url)
-        })? {
+            None => convert(&field("state", "url", &raw_state.url), self, |f, ld| {
+                let url = f.string(ld, "a postgresql:// URL")?;
+                check_state_url(&url).map_err(|problem| f.invalid(ld, problem))?;
+                Ok(url)
+            })?,
+        };
+        let state = match state_url {
             Some(url) => StateLocation::External { url },
             None => StateLocation::Embedded { dir: data_dir.join("state") },
         };
@@ -827,10 +877,12 @@ impl Loader<'_> {
                 socket.display(),
                 socket.as_os_str().len()
             );
-            match socket_field.as_ref().or(data_dir_field.as_ref()) {
-                Some(blame) => return Err(blame.invalid(self, problem)),
-                None => unreachable!("the default socket path is short"),
-            }
+            return Err(match (&socket_field, &self.overrides.data_dir, &data_dir_field) {
+                (Some(blame), _, _) => blame.invalid(self, problem),
+                (None, Some(_), _) => ConfigError::Flag { flag: "--data-dir", problem },
+                (None, None, Some(blame)) => blame.invalid(self, problem),
+                (None, None, None) => unreachable!("the default socket path is short"),
+            });
         }
         let socket_group =
             convert(&field("api", "socket_group", &a.socket_group), self, |f, ld| f.string(ld, "a group name"))?;
@@ -1134,6 +1186,60 @@ mod tests {
         assert_eq!(config.state, StateLocation::Embedded { dir: "/srv/pgm/state".into() });
         assert_eq!(config.api.socket, PathBuf::from("/srv/pgm/pgmaint.sock"));
         assert_eq!(config.notify.mail_dir, PathBuf::from("/srv/pgm/mail"));
+    }
+
+    fn load_overridden(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgmaint.toml");
+        std::fs::write(&file, text).unwrap();
+        Config::load_with(Some(&file), overrides)
+    }
+
+    fn data_dir_override(dir: &str) -> Overrides {
+        Overrides { data_dir: Some(dir.into()), ..Overrides::default() }
+    }
+
+    #[test]
+    fn a_data_dir_override_moves_every_derived_path() {
+        // The file names another data directory and leaves the derived paths to it.
+        let config = load_overridden("[daemon]\ndata_dir = \"/srv/file\"\ntick = \"2s\"\n", &data_dir_override("/srv/flag")).unwrap();
+        assert_eq!(config.daemon.data_dir, PathBuf::from("/srv/flag"));
+        assert_eq!(config.api.socket, PathBuf::from("/srv/flag/pgmaint.sock"));
+        assert_eq!(config.notify.mail_dir, PathBuf::from("/srv/flag/mail"));
+        assert_eq!(config.state, StateLocation::Embedded { dir: "/srv/flag/state".into() });
+        assert_eq!(config.daemon.tick, Duration::from_secs(2), "the rest of the file still applies");
+        // Without a file: the defaults under the overriding directory.
+        assert_eq!(Config::load_with(None, &data_dir_override("/srv/flag")).unwrap(), Config::with_data_dir("/srv/flag"));
+    }
+
+    #[test]
+    fn paths_the_file_sets_itself_stay_where_it_put_them() {
+        let text = "[api]\nsocket = \"/run/pgmaint/api.sock\"\n[notify]\nmail_dir = \"/srv/mail\"\n[state]\nurl = \"postgresql://pgmaint@db.example/pgmaint\"\n";
+        let config = load_overridden(text, &data_dir_override("/srv/flag")).unwrap();
+        assert_eq!(config.api.socket, PathBuf::from("/run/pgmaint/api.sock"));
+        assert_eq!(config.notify.mail_dir, PathBuf::from("/srv/mail"));
+        assert!(matches!(config.state, StateLocation::External { .. }));
+    }
+
+    #[test]
+    fn state_url_and_node_overrides_win_and_are_checked() {
+        let overrides = Overrides {
+            state_url: Some("postgresql://pgmaint@other/state".into()),
+            node_name: Some("node-b".into()),
+            ..Overrides::default()
+        };
+        let config = load_overridden("[daemon]\nnode_name = \"node-a\"\n", &overrides).unwrap();
+        assert_eq!(config.state, StateLocation::External { url: "postgresql://pgmaint@other/state".into() });
+        assert_eq!(config.daemon.node_name(), "node-b");
+
+        let bad_url = Overrides { state_url: Some("mysql://x".into()), ..Overrides::default() };
+        let error = Config::load_with(None, &bad_url).unwrap_err();
+        assert!(error.to_string().starts_with("--state-url: not a PostgreSQL URL"), "{error}");
+        let bad_node = Overrides { node_name: Some("two words".into()), ..Overrides::default() };
+        assert!(Config::load_with(None, &bad_node).unwrap_err().to_string().starts_with("--node: "));
+        let long = "x".repeat(120);
+        let error = Config::load_with(None, &data_dir_override(&format!("/{long}"))).unwrap_err();
+        assert!(error.to_string().starts_with("--data-dir: the API socket path"), "{error}");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 mod cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pgmaint::api::Client;
 use pgmaint::model::Strategy;
 
 #[derive(Parser, Debug)]
@@ -12,6 +14,9 @@ use pgmaint::model::Strategy;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The daemon's API socket, for the control verbs (before or after the verb).
+    #[arg(long, global = true, env = "PGMAINT_SOCKET", default_value = cli::control::DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,10 +86,10 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),
         Command::Bench(BenchCommand::Copy(args)) => cli::bench_copy::bench(args),
         Command::Config(ConfigCommand::Check(args)) => cli::config_check::check(args),
-        Command::Config(ConfigCommand::Set(args)) => cli::control::config_set(args),
-        Command::Config(ConfigCommand::Unset(args)) => cli::control::config_unset(args),
-        Command::Config(ConfigCommand::Show(args)) => cli::control::config_show(args),
-        Command::Control(command) => cli::control::run(command),
+        Command::Config(ConfigCommand::Set(args)) => cli::control::config_set(args, &Client::new(&cli.socket)),
+        Command::Config(ConfigCommand::Unset(args)) => cli::control::config_unset(args, &Client::new(&cli.socket)),
+        Command::Config(ConfigCommand::Show(args)) => cli::control::config_show(args, &Client::new(&cli.socket)),
+        Command::Control(command) => cli::control::run(command, &cli.socket),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

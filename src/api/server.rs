@@ -35,7 +35,7 @@ use super::{
 };
 use crate::config::ApiConfig;
 use crate::engine::{
-    parse_version, AppView, ConfigView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, HistoryEntry,
+    parse_version, AppView, ConfigView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, ErrorKind, HistoryEntry,
     MaintenanceView, PlanChange, Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, DEFAULT_MAKER,
 };
 use crate::store::AppHooks;
@@ -292,12 +292,11 @@ impl HttpError {
 
 impl From<EngineError> for HttpError {
     fn from(error: EngineError) -> Self {
-        let status = match &error {
-            EngineError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            EngineError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
-            EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
-            EngineError::Refused(_) | EngineError::Busy(_) | EngineError::Postponed(_) => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        let status = match error.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(%error, "control request failed");
@@ -662,6 +661,9 @@ mod tests {
         assert_eq!(status(EngineError::Refused("no".into())), StatusCode::CONFLICT);
         assert_eq!(status(EngineError::Busy(3)), StatusCode::CONFLICT);
         assert_eq!(status(EngineError::Store(StoreError::Corrupt("?".into()))), StatusCode::INTERNAL_SERVER_ERROR);
+        // A joined run's failure keeps the status its owner's error had.
+        assert_eq!(status(EngineError::Joined { kind: ErrorKind::Invalid, message: "bad".into() }), StatusCode::BAD_REQUEST);
+        assert_eq!(status(EngineError::Joined { kind: ErrorKind::Failed, message: "down".into() }), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! 2 bad input (caught here before any request, or a 400 from the server).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
@@ -23,14 +23,11 @@ use serde_json::Value;
 use super::{Failure, Outcome};
 
 /// Where the packaged daemon listens (its default data directory's socket).
-const DEFAULT_SOCKET: &str = "/var/lib/pgmaint/pgmaint.sock";
+pub const DEFAULT_SOCKET: &str = "/var/lib/pgmaint/pgmaint.sock";
 
-/// How to reach the daemon, and how to print.
+/// How to print (the daemon's socket is the global `--socket`).
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// The daemon's API socket.
-    #[arg(long, env = "PGMAINT_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
     /// Print the API's JSON answer instead of text.
     #[arg(long)]
     pub json: bool,
@@ -140,9 +137,6 @@ pub struct CopyArgs {
     /// Print every event the API streams (one JSON object a line) instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The daemon's API socket.
-    #[arg(long, env = "PGMAINT_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -317,28 +311,30 @@ pub struct AppMaintenanceArgs {
     pub connection: Connection,
 }
 
-pub fn run(command: ControlCommand) -> Outcome {
+/// Runs a control verb against the daemon listening on `socket`.
+pub fn run(command: ControlCommand, socket: &Path) -> Outcome {
+    let client = &Client::new(socket);
     match command {
-        ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args),
-        ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection),
-        ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args),
-        ControlCommand::Databases(DatabasesCommand::Unfollow(args)) => super::plan_change::unfollow(args),
-        ControlCommand::Databases(DatabasesCommand::Promote(args)) => super::plan_change::promote(args),
-        ControlCommand::Upgrade(args) => super::plan_change::upgrade(args),
-        ControlCommand::Info(args) => info(args),
-        ControlCommand::Maintenance(MaintenanceCommand::Require(args)) => require(args),
-        ControlCommand::Maintenance(MaintenanceCommand::Show(args)) => show(args),
-        ControlCommand::Maintenance(MaintenanceCommand::Window(args)) => window(args),
-        ControlCommand::Maintenance(MaintenanceCommand::Run(args)) => run_maintenance(args),
-        ControlCommand::Maintenance(MaintenanceCommand::History(args)) => history(args),
-        ControlCommand::Wait(args) => wait(args),
-        ControlCommand::Apps(AppsCommand::Create(args)) => app_create(args),
-        ControlCommand::Apps(AppsCommand::Maintenance(args)) => app_maintenance(args),
-        ControlCommand::Apps(AppsCommand::Attach(args)) => attach(args),
-        ControlCommand::Releases(ReleasesArgs { command: Some(ReleasesCommand::Info(args)), .. }) => release_info(args),
-        ControlCommand::Releases(ReleasesArgs { command: None, app, connection }) => releases(app.unwrap_or_default(), connection),
-        ControlCommand::Rollback(args) => rollback(args),
-        ControlCommand::Copy(args) => copy(args),
+        ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args, client),
+        ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection, client),
+        ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args, client),
+        ControlCommand::Databases(DatabasesCommand::Unfollow(args)) => super::plan_change::unfollow(args, client),
+        ControlCommand::Databases(DatabasesCommand::Promote(args)) => super::plan_change::promote(args, client),
+        ControlCommand::Upgrade(args) => super::plan_change::upgrade(args, client),
+        ControlCommand::Info(args) => info(args, client),
+        ControlCommand::Maintenance(MaintenanceCommand::Require(args)) => require(args, client),
+        ControlCommand::Maintenance(MaintenanceCommand::Show(args)) => show(args, client),
+        ControlCommand::Maintenance(MaintenanceCommand::Window(args)) => window(args, client),
+        ControlCommand::Maintenance(MaintenanceCommand::Run(args)) => run_maintenance(args, client),
+        ControlCommand::Maintenance(MaintenanceCommand::History(args)) => history(args, client),
+        ControlCommand::Wait(args) => wait(args, client),
+        ControlCommand::Apps(AppsCommand::Create(args)) => app_create(args, client),
+        ControlCommand::Apps(AppsCommand::Maintenance(args)) => app_maintenance(args, client),
+        ControlCommand::Apps(AppsCommand::Attach(args)) => attach(args, client),
+        ControlCommand::Releases(ReleasesArgs { command: Some(ReleasesCommand::Info(args)), .. }) => release_info(args, client),
+        ControlCommand::Releases(ReleasesArgs { command: None, app, connection }) => releases(app.unwrap_or_default(), connection, client),
+        ControlCommand::Rollback(args) => rollback(args, client),
+        ControlCommand::Copy(args) => copy(args, client),
     }
 }
 
@@ -351,7 +347,7 @@ pub(super) fn call<T>(request: impl Future<Output = Result<T, ClientError>>) -> 
     })
 }
 
-fn copy(args: CopyArgs) -> Outcome {
+fn copy(args: CopyArgs, client: &Client) -> Outcome {
     if args.workers == 0 {
         return Err(Failure::usage("--workers must be at least 1"));
     }
@@ -359,7 +355,6 @@ fn copy(args: CopyArgs) -> Outcome {
     let terminal = std::io::stderr().is_terminal();
     let json = args.json;
     let request = CopyDatabase { source: args.source.clone(), confirm: args.confirm.clone(), workers: Some(args.workers) };
-    let client = Client::new(&args.socket);
     let mut last_phase = String::new();
     let mut last_line = std::time::Instant::now();
     let on_event = |event: &Value| {
@@ -426,12 +421,11 @@ pub(super) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
     serde_json::from_value(value).map_err(|e| Failure::failed(format!("unexpected answer from the daemon: {e}")))
 }
 
-fn create(args: CreateArgs) -> Outcome {
+fn create(args: CreateArgs, client: &Client) -> Outcome {
     args.plan.parse::<Plan>().map_err(Failure::usage)?;
     if let Some(window) = &args.window {
         window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
     }
-    let client = Client::new(&args.connection.socket);
     let request = CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.window, owners: args.owners };
     if !args.connection.json {
         eprintln!("Creating {} ({})...", request.name, request.plan);
@@ -454,8 +448,8 @@ struct Summary {
     window: String,
 }
 
-fn list(connection: Connection) -> Outcome {
-    let answer = call(Client::new(&connection.socket).list_databases())?;
+fn list(connection: Connection, client: &Client) -> Outcome {
+    let answer = call(client.list_databases())?;
     if connection.json {
         return print_json(&answer);
     }
@@ -472,8 +466,8 @@ fn list(connection: Connection) -> Outcome {
     Ok(())
 }
 
-fn destroy(args: DestroyArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).destroy_database(&args.name, &args.confirm))?;
+fn destroy(args: DestroyArgs, client: &Client) -> Outcome {
+    let answer = call(client.destroy_database(&args.name, &args.confirm))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -509,8 +503,8 @@ struct Maintenance {
     progress_line: Option<String>,
 }
 
-fn info(args: NameArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).info(&args.name))?;
+fn info(args: NameArgs, client: &Client) -> Outcome {
+    let answer = call(client.info(&args.name))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -553,11 +547,11 @@ pub(super) fn info_block(info: &Info) -> String {
     lines.join("\n")
 }
 
-fn require(args: RequireArgs) -> Outcome {
+fn require(args: RequireArgs, client: &Client) -> Outcome {
     let reason: Reason = args.reason.parse().map_err(Failure::usage)?;
     let required_by = schedule::parse_timestamp(&args.required_by).map_err(Failure::usage)?;
     let request = RequireMaintenance { reason: reason.as_str().to_string(), required_by: schedule::format_timestamp(required_by) };
-    let answer = call(Client::new(&args.connection.socket).require_maintenance(&args.name, &request))?;
+    let answer = call(client.require_maintenance(&args.name, &request))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -573,8 +567,8 @@ struct Status {
     maintenance: Option<Maintenance>,
 }
 
-fn show(args: NameArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).maintenance(&args.name))?;
+fn show(args: NameArgs, client: &Client) -> Outcome {
+    let answer = call(client.maintenance(&args.name))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -598,9 +592,9 @@ struct WindowStatus {
     status_line: String,
 }
 
-fn window(args: WindowArgs) -> Outcome {
+fn window(args: WindowArgs, client: &Client) -> Outcome {
     args.window.parse::<Window>().map_err(|e| Failure::usage(format!("window {:?}: {e}", args.window)))?;
-    let answer = call(Client::new(&args.connection.socket).set_window(&args.name, &args.window))?;
+    let answer = call(client.set_window(&args.name, &args.window))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -613,8 +607,7 @@ fn window(args: WindowArgs) -> Outcome {
     Ok(())
 }
 
-fn run_maintenance(args: RunArgs) -> Outcome {
-    let client = Client::new(&args.connection.socket);
+fn run_maintenance(args: RunArgs, client: &Client) -> Outcome {
     if !args.connection.json {
         eprintln!("Running maintenance on {}{}; this returns when it has finished...", args.name, if args.force { " (forced)" } else { "" });
     }
@@ -666,8 +659,8 @@ struct HistoryRow {
     error: Option<String>,
 }
 
-fn history(args: NameArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).history(&args.name))?;
+fn history(args: NameArgs, client: &Client) -> Outcome {
+    let answer = call(client.history(&args.name))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -701,13 +694,13 @@ fn history(args: NameArgs) -> Outcome {
     Ok(())
 }
 
-fn wait(args: WaitArgs) -> Outcome {
+fn wait(args: WaitArgs, client: &Client) -> Outcome {
     let timeout = schedule::parse_duration(&args.timeout).map_err(Failure::usage)?;
     let seconds = u64::try_from(timeout.num_seconds()).map_err(|_| Failure::usage(format!("invalid timeout {:?}", args.timeout)))?;
     if !args.connection.json {
         eprintln!("Waiting for {}...", args.name);
     }
-    let answer = call(Client::new(&args.connection.socket).wait(&args.name, seconds))?;
+    let answer = call(client.wait(&args.name, seconds))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -721,14 +714,14 @@ struct App {
     maintenance: bool,
 }
 
-fn app_create(args: AppCreateArgs) -> Outcome {
+fn app_create(args: AppCreateArgs, client: &Client) -> Outcome {
     let env_file = match args.env_file {
         Some(path) => Some(std::path::absolute(&path).map_err(|e| Failure::usage(format!("env file {}: {e}", path.display())))?.display().to_string()),
         None => None,
     };
     let request =
         CreateApp { name: args.app, attach: args.attach, on_hook: args.on_hook, off_hook: args.off_hook, env_file, restart_hook: args.restart_hook };
-    let answer = call(Client::new(&args.connection.socket).create_app(&request))?;
+    let answer = call(client.create_app(&request))?;
     let release: Option<Released> = answer.get("release").cloned().map(typed).transpose()?;
     if args.connection.json {
         print_json(&answer)?;
@@ -772,14 +765,14 @@ fn report_release(answer: Value, json: bool, doing: &str) -> Outcome {
     released_ok(&release)
 }
 
-fn attach(args: AttachArgs) -> Outcome {
+fn attach(args: AttachArgs, client: &Client) -> Outcome {
     let request = AttachDatabase { database: args.database.clone(), name: args.name.clone() };
-    let answer = call(Client::new(&args.connection.socket).attach(&args.app, &request))?;
+    let answer = call(client.attach(&args.app, &request))?;
     let key = pgmaint::engine::attachment_key(&args.database, args.name.as_deref()).unwrap_or_default();
     report_release(answer, args.connection.json, &format!("Attaching {} to {} as {key} and restarting", args.database, args.app))
 }
 
-pub fn config_set(args: ConfigSetArgs) -> Outcome {
+pub fn config_set(args: ConfigSetArgs, client: &Client) -> Outcome {
     let mut config = std::collections::BTreeMap::new();
     for pair in &args.values {
         let (key, value) = pair.split_once('=').ok_or_else(|| Failure::usage(format!("{pair:?} is not KEY=VALUE")))?;
@@ -790,12 +783,12 @@ pub fn config_set(args: ConfigSetArgs) -> Outcome {
     }
     let keys: Vec<&str> = config.keys().map(String::as_str).collect();
     let doing = format!("Setting {} and restarting {}", keys.join(", "), args.app);
-    let answer = call(Client::new(&args.connection.socket).set_config(&args.app, &SetConfig { config: config.clone() }))?;
+    let answer = call(client.set_config(&args.app, &SetConfig { config: config.clone() }))?;
     report_release(answer, args.connection.json, &doing)
 }
 
-pub fn config_unset(args: ConfigUnsetArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).unset_config(&args.app, &args.key))?;
+pub fn config_unset(args: ConfigUnsetArgs, client: &Client) -> Outcome {
+    let answer = call(client.unset_config(&args.app, &args.key))?;
     report_release(answer, args.connection.json, &format!("Unsetting {} and restarting {}", args.key, args.app))
 }
 
@@ -804,8 +797,8 @@ struct ConfigAnswer {
     config: std::collections::BTreeMap<String, String>,
 }
 
-pub fn config_show(args: ConfigShowArgs) -> Outcome {
-    let answer = call(Client::new(&args.connection.socket).config(&args.app))?;
+pub fn config_show(args: ConfigShowArgs, client: &Client) -> Outcome {
+    let answer = call(client.config(&args.app))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -827,8 +820,8 @@ struct ReleaseRow {
     config: Option<std::collections::BTreeMap<String, String>>,
 }
 
-fn releases(app: String, connection: Connection) -> Outcome {
-    let answer = call(Client::new(&connection.socket).releases(&app))?;
+fn releases(app: String, connection: Connection, client: &Client) -> Outcome {
+    let answer = call(client.releases(&app))?;
     if connection.json {
         return print_json(&answer);
     }
@@ -852,9 +845,9 @@ fn releases_table(app: &str, rows: Vec<ReleaseRow>) -> String {
     format!("=== {app} Releases\n{}", table(&["Rel", "Change", "By", "When"], rows))
 }
 
-fn release_info(args: ReleaseInfoArgs) -> Outcome {
+fn release_info(args: ReleaseInfoArgs, client: &Client) -> Outcome {
     let version = parse_version(&args.version).map_err(Failure::usage)?;
-    let answer = call(Client::new(&args.connection.socket).release(&args.app, version))?;
+    let answer = call(client.release(&args.app, version))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -880,15 +873,14 @@ fn release_block(app: &str, row: &ReleaseRow) -> String {
     out
 }
 
-fn rollback(args: RollbackArgs) -> Outcome {
+fn rollback(args: RollbackArgs, client: &Client) -> Outcome {
     let version = args.version.as_deref().map(parse_version).transpose().map_err(Failure::usage)?;
-    let answer = call(Client::new(&args.connection.socket).rollback(&args.app, version))?;
+    let answer = call(client.rollback(&args.app, version))?;
     let target = answer.get("change").and_then(Value::as_str).and_then(|c| c.strip_prefix("Rollback to ")).unwrap_or("the previous release").to_string();
     report_release(answer, args.connection.json, &format!("Rolling back {} to {target}", args.app))
 }
 
-fn app_maintenance(args: AppMaintenanceArgs) -> Outcome {
-    let client = Client::new(&args.connection.socket);
+fn app_maintenance(args: AppMaintenanceArgs, client: &Client) -> Outcome {
     let answer = match args.action {
         ModeAction::On => call(client.set_app_maintenance(&args.app, true))?,
         ModeAction::Off => call(client.set_app_maintenance(&args.app, false))?,

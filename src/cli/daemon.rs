@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pgmaint::config::{Config, StateLocation};
+use pgmaint::config::{Config, Overrides};
 use pgmaint::daemon::{self, DaemonOptions};
 
 use super::{Failure, Outcome};
@@ -38,31 +38,15 @@ pub fn daemon(args: DaemonArgs) -> Outcome {
         .map_err(|e| Failure::failed(format!("{e:#}")))
 }
 
-/// The configuration file (or defaults) with the command line's overrides applied.
+/// The configuration file (or defaults) with the command line's overrides
+/// applied before anything (socket, mail folder, state store) is derived from them.
 fn load_config(args: &DaemonArgs) -> Result<Config, Failure> {
     let file = args.config.clone().or_else(|| {
         let default = PathBuf::from(DEFAULT_CONFIG);
         default.exists().then_some(default)
     });
-    let mut config = match (&file, &args.data_dir) {
-        (Some(file), _) => Config::load(file).map_err(Failure::usage)?,
-        (None, Some(dir)) => Config::with_data_dir(dir),
-        (None, None) => Config::default(),
-    };
-    if let (Some(dir), Some(_)) = (&args.data_dir, &file) {
-        let relocated = Config::with_data_dir(dir);
-        if matches!(config.state, StateLocation::Embedded { .. }) {
-            config.state = relocated.state;
-        }
-        config.daemon.data_dir = dir.clone();
-    }
-    if let Some(url) = &args.state_url {
-        config.state = StateLocation::External { url: url.clone() };
-    }
-    if let Some(node) = &args.node {
-        config.daemon.node_name = Some(node.clone());
-    }
-    Ok(config)
+    let overrides = Overrides { data_dir: args.data_dir.clone(), state_url: args.state_url.clone(), node_name: args.node.clone() };
+    Config::load_with(file.as_deref(), &overrides).map_err(Failure::usage)
 }
 
 fn init_tracing() {

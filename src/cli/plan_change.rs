@@ -53,7 +53,7 @@ pub struct PromoteArgs {
     pub connection: Connection,
 }
 
-pub fn upgrade(args: UpgradeArgs) -> Outcome {
+pub fn upgrade(args: UpgradeArgs, client: &Client) -> Outcome {
     args.plan.parse::<Plan>().map_err(Failure::usage)?;
     let required_by = match &args.required_by {
         Some(text) => {
@@ -66,8 +66,8 @@ pub fn upgrade(args: UpgradeArgs) -> Outcome {
     if !args.connection.json {
         eprintln!("Changing {} to {}...", args.name, args.plan);
     }
-    let client = Client::new(&args.connection.socket);
-    let watcher = Client::new(&args.connection.socket);
+    let client = client.clone();
+    let watcher = client.clone();
     let show_progress = !args.connection.json;
     let name = args.name.clone();
     let answer = call(async move {
@@ -115,12 +115,12 @@ pub fn upgrade(args: UpgradeArgs) -> Outcome {
     Ok(())
 }
 
-pub fn unfollow(args: UnfollowArgs) -> Outcome {
+pub fn unfollow(args: UnfollowArgs, client: &Client) -> Outcome {
     let confirm = match args.confirm {
         Some(confirm) => confirm,
         None => ask_confirmation(&args.name)?,
     };
-    let answer = call(Client::new(&args.connection.socket).unfollow(&args.name, &confirm))?;
+    let answer = call(client.unfollow(&args.name, &confirm))?;
     if args.connection.json {
         return print_json(&answer);
     }
@@ -167,9 +167,9 @@ struct FollowerFate {
     outcome: String,
 }
 
-pub fn promote(args: PromoteArgs) -> Outcome {
+pub fn promote(args: PromoteArgs, client: &Client) -> Outcome {
     let request = PromoteDatabase { app: args.app.clone(), repoint_followers: args.repoint_followers };
-    let answer = call(Client::new(&args.connection.socket).promote(&args.name, &request))?;
+    let answer = call(client.promote(&args.name, &request))?;
     if args.connection.json {
         return print_json(&answer);
     }

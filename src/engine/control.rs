@@ -326,23 +326,33 @@ impl Engine {
             .collect())
     }
 
-    /// Is a maintenance or preparation of this database in progress?
-    pub async fn is_busy(&self, name: &str) -> EngineResult<bool> {
+    /// Has the database work in progress, or about to start? It is busy while
+    /// it is being created, and while its open maintenance is being prepared
+    /// or run (by this process or any daemon), waits to be prepared (anything
+    /// but a restart is prepared ahead), or is due now.
+    async fn is_busy(&self, name: &str, now: DateTime<Utc>) -> EngineResult<bool> {
         let database = self.store.database_named(name).await?;
         if database.status == "creating" {
             return Ok(true);
         }
-        Ok(self
-            .store
-            .open_maintenance(database.id)
-            .await?
-            .is_some_and(|m| matches!(m.state, MaintenanceState::Preparing | MaintenanceState::Running)))
+        let Some(open) = self.store.open_maintenance(database.id).await? else { return Ok(false) };
+        if self.is_working_on(open.id) {
+            return Ok(true);
+        }
+        let due = open.scheduled_for.is_some_and(|at| at <= now);
+        let prepared_ahead = open.strategy != Strategy::Restart.as_str();
+        Ok(match open.state {
+            MaintenanceState::Preparing | MaintenanceState::Running => true,
+            MaintenanceState::Pending => prepared_ahead || due,
+            MaintenanceState::Ready => due,
+            MaintenanceState::Completed | MaintenanceState::Failed => false,
+        })
     }
 
-    /// Blocks until `is_busy` is false, or `timeout` passes (an error).
+    /// Blocks until `is_busy` is false, or `timeout` passes (refused: the CLI exits 1).
     pub async fn wait_idle(&self, name: &str, timeout: Duration) -> EngineResult<()> {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.is_busy(name).await? {
+        while self.is_busy(name, Utc::now()).await? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(EngineError::Refused(format!("{name} is still busy after {}s", timeout.as_secs())));
             }

@@ -13,6 +13,7 @@ mod failpoint;
 mod fleet;
 mod follower;
 mod hooks;
+mod jobs;
 mod mail;
 mod releases;
 mod restart;
@@ -31,6 +32,7 @@ pub use releases::{
     attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
 };
 pub use run::RunReport;
+
 pub use upgrade::PlanChange;
 
 use crate::endpoint::{EndpointError, PgBouncer};
@@ -69,6 +71,36 @@ pub enum EngineError {
     Postponed(String),
     #[error("maintenance #{0} is being run by another daemon")]
     Busy(i64),
+    /// The end of the same maintenance's run by another task of this process,
+    /// which this call joined instead of claiming it a second time.
+    #[error("{message}")]
+    Joined { kind: ErrorKind, message: String },
+}
+
+/// What kind of failure an error is, for those who answer for it (the API's status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A database, app or maintenance that does not exist.
+    NotFound,
+    /// Bad input: the request can never succeed as given.
+    Invalid,
+    /// Refused in the current state (it may succeed later or after another step).
+    Conflict,
+    /// The servers or the state store failed.
+    Failed,
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Store(StoreError::NotFound(_)) => ErrorKind::NotFound,
+            EngineError::Store(StoreError::Conflict(_)) => ErrorKind::Conflict,
+            EngineError::Invalid(_) => ErrorKind::Invalid,
+            EngineError::Refused(_) | EngineError::Busy(_) | EngineError::Postponed(_) => ErrorKind::Conflict,
+            EngineError::Joined { kind, .. } => *kind,
+            EngineError::Store(_) | EngineError::Provider(_) | EngineError::Pg(_) | EngineError::Endpoint(_) => ErrorKind::Failed,
+        }
+    }
 }
 
 pub type EngineResult<T> = Result<T, EngineError>;
@@ -85,6 +117,8 @@ pub struct Engine {
     retention: Retention,
     /// Held while a release is made and applied, so env files follow release order.
     release_lock: tokio::sync::Mutex<()>,
+    /// The maintenances this process is preparing or running, so its tasks join rather than fence each other out.
+    jobs: jobs::Jobs,
 }
 
 impl Engine {
@@ -100,6 +134,7 @@ impl Engine {
             notifier: None,
             retention: Retention::default(),
             release_lock: tokio::sync::Mutex::new(()),
+            jobs: jobs::Jobs::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::model::{Progress, Strategy};
 use crate::notify::MailEvent;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
+use super::jobs::{self, Entry, JobEnd, JobKind};
 use super::{Engine, EngineError, EngineResult, Phase, PAUSE_TIMEOUT};
 use crate::endpoint::AdminConsole;
 
@@ -43,13 +44,29 @@ pub(super) struct Run {
 impl Engine {
     /// Runs maintenance `id` now: claims it, prepares its replacement if that is
     /// not ready yet, and carries it out. Safe to call again after a crash.
+    /// When another task of this process is already at it, this call joins it:
+    /// it waits for a preparation to end and then runs, or waits for the run
+    /// and reports that run's outcome.
     pub async fn run_maintenance(&self, id: i64) -> EngineResult<RunReport> {
-        let claim = self.claim(id).await?;
-        self.run_claimed(claim).await
+        loop {
+            match self.jobs.enter(id, JobKind::Run) {
+                Entry::Mine(job) => {
+                    let result = self.claim_and_run(id).await;
+                    job.finish(JobEnd::of(&result, |report| JobEnd::Ran(report.clone())));
+                    return result;
+                }
+                Entry::Theirs(kind, ended) => match (kind, jobs::ended(ended).await) {
+                    (JobKind::Run, JobEnd::Ran(report)) => return Ok(report),
+                    (JobKind::Run, JobEnd::Failed { kind, message }) => return Err(EngineError::Joined { kind, message }),
+                    // A preparation ended (or a task was cancelled): run it now.
+                    _ => continue,
+                },
+            }
+        }
     }
 
-    /// Runs a maintenance this engine has claimed.
-    pub(super) async fn run_claimed(&self, claim: Claim) -> EngineResult<RunReport> {
+    async fn claim_and_run(&self, id: i64) -> EngineResult<RunReport> {
+        let claim = self.claim(id).await?;
         let id = claim.maintenance_id;
         let _renewal = self.keep_claimed(claim);
         let mut run = self.start_run(claim).await?;
@@ -91,8 +108,17 @@ impl Engine {
         Ok(RunReport { maintenance_id: id, strategy: run.strategy, outcome, write_pause, steps: run.timings })
     }
 
-    /// Prepares maintenance `id` ahead of its window (a switchover's replacement).
+    /// Prepares maintenance `id` ahead of its window (a switchover's
+    /// replacement). Nothing to do when a task of this process is already
+    /// preparing or running it.
     pub async fn prepare_maintenance(&self, id: i64) -> EngineResult<()> {
+        let Entry::Mine(job) = self.jobs.enter(id, JobKind::Prepare) else { return Ok(()) };
+        let result = self.claim_and_prepare(id).await;
+        job.finish(JobEnd::of(&result, |()| JobEnd::Prepared));
+        result
+    }
+
+    async fn claim_and_prepare(&self, id: i64) -> EngineResult<()> {
         let claim = self.claim(id).await?;
         let _renewal = self.keep_claimed(claim);
         let mut run = self.start_run(claim).await?;
@@ -101,7 +127,12 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn claim(&self, id: i64) -> EngineResult<Claim> {
+    /// Is a task of this process preparing or running maintenance `id`?
+    pub(super) fn is_working_on(&self, id: i64) -> bool {
+        self.jobs.is_active(id)
+    }
+
+    async fn claim(&self, id: i64) -> EngineResult<Claim> {
         self.store.claim_maintenance(id, &self.node, self.claim_lease.as_secs_f64()).await?.ok_or(EngineError::Busy(id))
     }
 

@@ -68,10 +68,9 @@ impl Engine {
             return Ok(PlanChange::Scheduled(Box::new(view)));
         }
         let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), now, Some(plan)).await?;
-        let claim = self.claim(record.id).await?;
         let at_once = "a plan change within the essential tier happens at once";
         self.store.schedule_maintenance(record.id, now, None, Some(at_once)).await?;
-        Ok(PlanChange::Done(self.run_claimed(claim).await?))
+        Ok(PlanChange::Done(self.run_maintenance(record.id).await?))
     }
 
     /// A copy's preparation: an empty primary on the new plan, with the database created.
