@@ -47,6 +47,8 @@ pub struct TestEnv {
     pub user: ServerUser,
     clusters: Mutex<Vec<Cluster>>,
     pidfiles: Mutex<Vec<PathBuf>>,
+    /// Data directories of daemons started as processes: their servers are stopped at the end.
+    daemon_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl TestEnv {
@@ -64,6 +66,7 @@ impl TestEnv {
             user,
             clusters: Mutex::new(Vec::new()),
             pidfiles: Mutex::new(Vec::new()),
+            daemon_dirs: Mutex::new(Vec::new()),
         }
     }
 
@@ -98,6 +101,13 @@ impl TestEnv {
         cluster
     }
 
+    /// Stops, when the test ends, every server a daemon process made under
+    /// `data_dir` (`instances/*`) and its PgBouncer: servers outlive their daemon.
+    pub fn track_daemon_dir(&self, data_dir: &Path) {
+        self.daemon_dirs.lock().unwrap().push(data_dir.to_path_buf());
+        self.track_pidfile(data_dir.join("bouncer").join("pgbouncer.pid"));
+    }
+
     /// Stops the process named in `pidfile` when the test ends (PgBouncer, SMTP...).
     pub fn track_pidfile(&self, pidfile: PathBuf) {
         self.pidfiles.lock().unwrap().push(pidfile);
@@ -106,7 +116,11 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        let clusters = std::mem::take(&mut *self.clusters.lock().unwrap());
+        let mut clusters = std::mem::take(&mut *self.clusters.lock().unwrap());
+        for data_dir in self.daemon_dirs.lock().unwrap().iter() {
+            let instances = std::fs::read_dir(data_dir.join("instances")).into_iter().flatten().flatten();
+            clusters.extend(instances.map(|entry| Cluster::at(entry.path(), &self.bindir, self.user.clone())));
+        }
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {

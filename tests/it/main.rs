@@ -10,6 +10,7 @@ mod engine_test;
 mod harness;
 mod harness_test;
 mod kill_test;
+mod manual_run_test;
 mod notify_test;
 mod plan_change_test;
 mod releases_test;
