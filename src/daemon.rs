@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
@@ -22,17 +22,12 @@ use crate::api;
 use crate::config::{Config, StateLocation};
 use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
-use crate::model::Reason;
 use crate::notify::Notifier;
-use crate::pg::Server;
-use crate::schedule::PERIODIC_NOTICE;
 use crate::provider::local::{start_embedded_state, LocalProvider};
 use crate::store::{MaintenanceRecord, MaintenanceState, Store};
 
 /// The lease whose holder plans maintenances and detects new ones.
 const SCHEDULER_LEASE: &str = "scheduler";
-/// A detected restart-only maintenance (settings, minor upgrade) is required within this.
-const DETECTED_RESTART_DEADLINE: TimeDelta = TimeDelta::days(7);
 
 /// How a daemon is started: its configuration, and whether to make one pass only.
 #[derive(Debug, Clone)]
@@ -57,7 +52,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
     tracing::info!(mail = %notifier.describe(), "owner mail");
-    Ok(Engine::new(store, provider, endpoint, config.daemon.node_name())
+    Ok(Engine::new(store, Arc::new(provider), endpoint, config.daemon.node_name())
         .with_claim_lease(config.daemon.lease)
         .with_failpoint(failpoint)
         .with_notifier(notifier))
@@ -185,7 +180,8 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
         }
     }
     if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
-        detect(engine, config, now).await?;
+        engine.detect(now, config.maintenance.periodic_interval).await?;
+        engine.remove_retired(now, config.maintenance.retire_grace).await?;
         for maintenance in engine.store().unfinished_maintenances().await? {
             if needs_planning(&maintenance, now) {
                 engine.replan(&maintenance, now).await?;
@@ -251,39 +247,6 @@ fn spawn_prepare(engine: Arc<Engine>, id: i64) -> JoinHandle<()> {
             Err(error) => tracing::error!(maintenance = id, %error, "preparation failed"),
         }
     })
-}
-
-/// Requires the maintenances the servers themselves call for: settings that
-/// wait for a restart, newer installed binaries, and the periodic refresh.
-async fn detect(engine: &Engine, config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let installed = engine.provider().installed_version_num().await.ok();
-    let periodic = TimeDelta::from_std(config.maintenance.periodic_interval)?;
-    for database in engine.store().databases().await? {
-        if database.status != "available" || engine.store().open_maintenance(database.id).await?.is_some() {
-            continue;
-        }
-        let instance = engine.store().current_instance(database.id).await?;
-        let conninfo = engine.provider().cluster(&instance.location).conninfo("postgres");
-        let Ok(server) = Server::connect(&conninfo, Duration::from_secs(5)).await else { continue };
-        let pending = server.pending_restart_settings().await?;
-        let running = server.version_num().await?;
-        let last = database.last_maintained_at.unwrap_or(database.created_at);
-        let required = if !pending.is_empty() {
-            tracing::info!(database = %database.name, settings = ?pending, "settings wait for a restart");
-            Some((Reason::Settings, now + DETECTED_RESTART_DEADLINE))
-        } else if installed.is_some_and(|v| v > running) {
-            tracing::info!(database = %database.name, running, installed = ?installed, "newer server binaries are installed");
-            Some((Reason::MinorUpgrade, now + DETECTED_RESTART_DEADLINE))
-        } else if now >= last + periodic - PERIODIC_NOTICE {
-            Some((Reason::Periodic, last + periodic))
-        } else {
-            None
-        };
-        if let Some((reason, required_by)) = required {
-            engine.require(&database.name, reason, required_by, now).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Sleep until the next tick, or the next scheduled start if sooner.

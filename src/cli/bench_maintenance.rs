@@ -3,6 +3,7 @@
 //! clients felt (longest gap between commits, errors, lost commits) and the
 //! time of each step. A program that prints figures, not a timed test.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use chrono::Utc;
 use pgmaint::config::Config;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
+use pgmaint::provider::local::LocalProvider;
 use pgmaint::workload::{self, Workload};
 use serde::Serialize;
 
@@ -54,7 +56,8 @@ pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
         return Err(Failure::usage("--writers and --seconds must be positive"));
     }
     let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
-    let report = run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, strategy, &args).await)?;
+    let report =
+        run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, dir.path(), strategy, &args).await)?;
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
     } else {
@@ -63,7 +66,7 @@ pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
     Ok(())
 }
 
-async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArgs) -> anyhow::Result<BenchReport> {
+async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &BenchMaintenanceArgs) -> anyhow::Result<BenchReport> {
     let (plan, reason) = match strategy {
         Strategy::Restart => ("essential-0", Reason::Settings),
         Strategy::Switchover => ("standard-0", Reason::OsPatch),
@@ -96,7 +99,7 @@ async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArg
     }
     let bare_basebackup_seconds = match strategy {
         Strategy::Restart => None,
-        _ => Some(bare_basebackup(engine).await?),
+        _ => Some(bare_basebackup(engine, data_dir).await?),
     };
 
     let maintenance = engine.require_maintenance("bench", reason, Utc::now() + chrono::Duration::days(1)).await?;
@@ -129,11 +132,13 @@ async fn measure(engine: &Engine, strategy: Strategy, args: &BenchMaintenanceArg
     })
 }
 
-/// A plain pg_basebackup of the current primary, for comparison with preparation.
-async fn bare_basebackup(engine: &Engine) -> anyhow::Result<f64> {
+/// A plain pg_basebackup of the current primary, for comparison with
+/// preparation (the bench's servers are local ones under `data_dir`).
+async fn bare_basebackup(engine: &Engine, data_dir: &Path) -> anyhow::Result<f64> {
+    let local = LocalProvider::open(data_dir).await?;
     let database = engine.store().database_named("bench").await?;
-    let primary = engine.provider().cluster(&engine.store().current_instance(database.id).await?.location);
-    let scratch = engine.provider().cluster(&engine.provider().new_location("bare"));
+    let primary = local.cluster(&engine.store().current_instance(database.id).await?.location);
+    let scratch = local.cluster(&engine.provider().new_location("bare"));
     let started = Instant::now();
     scratch.clone_from(&primary, None, "bare").await?;
     let took = started.elapsed().as_secs_f64();

@@ -41,7 +41,11 @@ use nix::unistd::Pid;
 use tokio_postgres::{NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use super::EndpointError;
-use crate::provider::local::cluster::{Cluster, SUPERUSER};
+use crate::provider::{Host, ServerAddress};
+
+/// The role clients and the admin console use (the managed servers' superuser,
+/// with no password: PgBouncer's socket must stay private to pgmaint).
+const SUPERUSER: &str = "postgres";
 use crate::provider::local::ServerUser;
 
 /// PgBouncer's customary port; the socket directory tells instances apart.
@@ -124,31 +128,29 @@ fn pooler_settings(server_login_retry: Duration) -> Vec<(&'static str, String)> 
     .collect()
 }
 
-/// Where PgBouncer sends one of its databases: a server's socket and database.
+/// Where PgBouncer sends one of its databases: a server's address and database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The database name clients use (the `[databases]` key).
     pub name: String,
-    /// The server's Unix socket directory.
-    pub host: PathBuf,
+    /// The server's host: a Unix socket directory or a TCP host.
+    pub host: Host,
     pub port: u16,
     /// The database name on the server.
     pub dbname: String,
+    /// The role PgBouncer logs in to the server as.
+    pub user: String,
 }
 
 impl Route {
-    pub fn new(name: impl Into<String>, host: impl Into<PathBuf>, port: u16, dbname: impl Into<String>) -> Route {
-        Route { name: name.into(), host: host.into(), port, dbname: dbname.into() }
-    }
-
-    /// The route for `name` to database `dbname` of a local cluster.
-    pub fn to_cluster(name: &str, cluster: &Cluster, dbname: &str) -> Route {
-        Route::new(name, cluster.socket_dir(), cluster.port(), dbname)
+    /// The route for `name` to database `dbname` of the server at `address`.
+    pub fn to(name: &str, address: &ServerAddress, dbname: &str) -> Route {
+        Route { name: name.to_string(), host: address.host.clone(), port: address.port, dbname: dbname.to_string(), user: address.user.clone() }
     }
 
     /// `dbname@host:port`, for messages.
     pub fn target(&self) -> String {
-        format!("{}@{}:{}", self.dbname, self.host.display(), self.port)
+        format!("{}@{}:{}", self.dbname, self.host, self.port)
     }
 
     fn validate(&self) -> Result<(), EndpointError> {
@@ -157,15 +159,26 @@ impl Route {
             return Err(EndpointError::Invalid(format!("{ADMIN_DB:?} is PgBouncer's admin console, not a route name")));
         }
         check_name("server database name", &self.dbname)?;
-        check_path("server socket directory", &self.host)?;
-        if !self.host.is_absolute() {
-            return Err(EndpointError::Invalid(format!("server socket directory {} is not absolute", self.host.display())));
+        check_name("server user", &self.user)?;
+        match &self.host {
+            Host::Socket(dir) => {
+                check_path("server socket directory", dir)?;
+                if !dir.is_absolute() {
+                    return Err(EndpointError::Invalid(format!("server socket directory {} is not absolute", dir.display())));
+                }
+            }
+            Host::Tcp(host) => {
+                let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+                if !ok {
+                    return Err(EndpointError::Invalid(format!("server host {host:?}: use a host name or an IP address")));
+                }
+            }
         }
         Ok(())
     }
 
     fn ini_value(&self) -> String {
-        format!("host={} port={} dbname={} user={SUPERUSER}", self.host.display(), self.port, self.dbname)
+        format!("host={} port={} dbname={} user={}", self.host, self.port, self.dbname, self.user)
     }
 }
 
@@ -243,7 +256,7 @@ impl DatabaseRow {
     /// Does this database point where `route` says?
     pub fn matches(&self, route: &Route) -> bool {
         self.name == route.name
-            && Path::new(&self.host) == route.host
+            && Host::parse(&self.host) == route.host
             && self.port == route.port
             && self.database == route.dbname
     }
@@ -905,18 +918,21 @@ fn parse_routes(text: &str) -> Result<Vec<Route>, EndpointError> {
             continue;
         }
         let (name, value) = line.split_once('=').ok_or_else(|| EndpointError::Parse(format!("ini line {line:?}")))?;
-        let (mut host, mut port, mut dbname) = (None, None, None);
+        let (mut host, mut port, mut dbname, mut user) = (None, None, None, None);
         for pair in value.split_whitespace() {
             match pair.split_once('=') {
-                Some(("host", v)) => host = Some(PathBuf::from(v)),
+                Some(("host", v)) => host = Some(Host::parse(v)),
                 Some(("port", v)) => port = v.parse().ok(),
                 Some(("dbname", v)) => dbname = Some(v.to_string()),
+                Some(("user", v)) => user = Some(v.to_string()),
                 _ => {}
             }
         }
-        match (host, port, dbname) {
-            (Some(host), Some(port), Some(dbname)) => routes.push(Route::new(name.trim().trim_matches('"'), host, port, dbname)),
-            _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port or dbname"))),
+        match (host, port, dbname, user) {
+            (Some(host), Some(port), Some(dbname), Some(user)) => {
+                routes.push(Route { name: name.trim().trim_matches('"').to_string(), host, port, dbname, user })
+            }
+            _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port, dbname or user"))),
         }
     }
     Ok(routes)
@@ -992,13 +1008,17 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 mod tests {
     use super::*;
 
+    fn route(name: &str, host: &str, port: u16, dbname: &str) -> Route {
+        Route::to(name, &ServerAddress::new(Host::parse(host), port, "postgres"), dbname)
+    }
+
     fn bouncer() -> PgBouncer {
         PgBouncer::at("/tmp/pgm/bouncer", ServerUser::detect().unwrap())
     }
 
     #[test]
     fn ini_round_trips_routes() {
-        let routes = vec![Route::new("app", "/tmp/pgm/p", 5432, "app"), Route::new("other", "/tmp/pgm/r", 5433, "postgres")];
+        let routes = vec![route("app", "/tmp/pgm/p", 5432, "app"), route("other", "/tmp/pgm/r", 5433, "postgres")];
         let ini = bouncer().render_ini(&routes);
         assert!(ini.contains("app = host=/tmp/pgm/p port=5432 dbname=app user=postgres\n"));
         assert!(ini.contains("pool_mode = transaction\n"));
@@ -1017,11 +1037,16 @@ mod tests {
 
     #[test]
     fn names_and_paths_are_checked() {
-        assert!(Route::new("app_1", "/tmp/x", 5432, "app").validate().is_ok());
-        assert!(Route::new("pgbouncer", "/tmp/x", 5432, "app").validate().is_err());
-        assert!(Route::new("app; DROP", "/tmp/x", 5432, "app").validate().is_err());
-        assert!(Route::new("app", "/tmp/a b", 5432, "app").validate().is_err());
-        assert!(Route::new("app", "relative", 5432, "app").validate().is_err());
-        assert!(Route::new("1app", "/tmp/x", 5432, "app").validate().is_err());
+        assert!(route("app_1", "/tmp/x", 5432, "app").validate().is_ok());
+        assert!(route("pgbouncer", "/tmp/x", 5432, "app").validate().is_err());
+        assert!(route("app; DROP", "/tmp/x", 5432, "app").validate().is_err());
+        assert!(route("app", "/tmp/a b", 5432, "app").validate().is_err());
+        let relative = ServerAddress::new(Host::Socket("relative".into()), 5432, "postgres");
+        assert!(Route::to("app", &relative, "app").validate().is_err());
+        assert!(route("1app", "/tmp/x", 5432, "app").validate().is_err());
+        // A TCP host goes into the ini file too: a name or an address, nothing else.
+        assert!(route("app", "db1.example", 5432, "app").validate().is_ok());
+        assert!(route("app", "10.0.0.5", 5432, "app").validate().is_ok());
+        assert!(route("app", "db1 port=1", 5432, "app").validate().is_err());
     }
 }

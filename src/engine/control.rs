@@ -14,7 +14,7 @@ use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, Maintenanc
 
 use super::releases::ReleaseOutcome;
 use super::run::RunReport;
-use super::{connect, Engine, EngineError, EngineResult};
+use super::{Engine, EngineError, EngineResult};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseSummary {
@@ -137,8 +137,8 @@ impl Engine {
     /// Everything `info` prints, observed from the servers where it must be.
     pub async fn info(&self, name: &str) -> EngineResult<DatabaseInfo> {
         let database = self.store.database_named(name).await?;
-        let current = self.current_cluster(database.id).await?;
-        let server = connect(&current).await.ok();
+        let current = self.current_location(database.id).await?;
+        let server = self.connect(&current).await.ok();
         let dbname = database.dbname.clone();
         let data_size_bytes = match &server {
             Some(server) => server.database_size(&dbname).await.ok(),
@@ -146,7 +146,7 @@ impl Engine {
         };
         let behind_by = match (database.following_id, &server) {
             (Some(leader), Some(server)) => {
-                let leader = connect(&self.current_cluster(leader).await?).await?;
+                let leader = self.connect(&self.current_location(leader).await?).await?;
                 Some((leader.xid_horizon().await? - server.xid_horizon().await?).max(0))
             }
             _ => None,
@@ -175,12 +175,12 @@ impl Engine {
     }
 
     /// `available` once the HA standby streams within a small lag, else why not.
-    async fn ha_state(&self, database: &DatabaseRecord, primary: &crate::provider::local::Cluster) -> EngineResult<String> {
+    async fn ha_state(&self, database: &DatabaseRecord, primary: &str) -> EngineResult<String> {
         let Some(standby) = self.store.instance_in_role(database.id, InstanceRole::HaStandby).await? else {
             return Ok("unavailable (no standby)".into());
         };
         let slot = standby.slot_name.clone().unwrap_or_default();
-        let replicas = match connect(primary).await {
+        let replicas = match self.connect(primary).await {
             Ok(server) => server.replicas().await?,
             Err(_) => return Ok("unavailable (primary unreachable)".into()),
         };
@@ -374,9 +374,7 @@ impl Engine {
             return Err(EngineError::Refused(format!("{name} has followers ({}); destroy them first", names.join(", "))));
         }
         for instance in self.store.instances(database.id).await? {
-            let cluster = self.provider.cluster(&instance.location);
-            cluster.stop(crate::provider::local::StopMode::Fast).await?;
-            cluster.remove().await?;
+            self.provider.remove(&instance.location).await?;
         }
         self.store.delete_database(database.id).await?;
         self.publish_routes().await

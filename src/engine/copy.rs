@@ -44,27 +44,24 @@ impl Engine {
         progress: &(dyn Fn(CopyProgress) + Send + Sync),
     ) -> EngineResult<CopyReport> {
         let (source_db, target_db) = self.check_copy(source, target, confirm).await?;
-        let source_cluster = self.current_cluster(source_db.id).await?;
-        let target_cluster = self.current_cluster(target_db.id).await?;
-        let source_side = CopySide {
-            conninfo: source_cluster.conninfo(&source_db.name),
-            admin_conninfo: source_cluster.conninfo("postgres"),
-            dbname: source_db.name.clone(),
-        };
-        let target_side = CopySide {
-            conninfo: target_cluster.conninfo(&target_db.name),
-            admin_conninfo: target_cluster.conninfo("postgres"),
-            dbname: target_db.name.clone(),
-        };
+        let source_side = self.copy_side(&self.current_location(source_db.id).await?, &source_db.name);
+        let target_side = self.copy_side(&self.current_location(target_db.id).await?, &target_db.name);
         tracing::info!(source, target, "copy: source refuses writes from now");
         let was_read_only = self.with_endpoint_paused(source, copy::block_writes(&source_side.admin_conninfo, &source_side.dbname)).await?;
-        let programs = move |name: &str| source_cluster.program(name);
+        let provider = self.provider.clone();
+        let programs = move |name: &str| provider.client_program(name);
         let result = copy::copy_database(&source_side, &target_side, &programs, workers, progress).await;
         let restored = self.with_endpoint_paused(source, copy::restore_writes(&source_side.admin_conninfo, &source_side.dbname, was_read_only)).await;
         tracing::info!(source, target, ok = result.is_ok(), "copy: source writable again");
         let report = result?;
         restored?;
         Ok(report)
+    }
+
+    /// One side of a copy: database `dbname` of the server at `location`.
+    pub(super) fn copy_side(&self, location: &str, dbname: &str) -> CopySide {
+        let address = self.provider.address(location);
+        CopySide { conninfo: address.conninfo(dbname), admin_conninfo: address.conninfo("postgres"), dbname: dbname.to_string() }
     }
 
     /// Runs a change that ends the database's server sessions (blocking or

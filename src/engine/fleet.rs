@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::endpoint::Route;
 use crate::model::{Plan, Reason, Strategy, Tier};
-use crate::provider::local::Cluster;
-use crate::store::{DatabaseRecord, InstanceRole, MaintenanceRecord, NewDatabase};
+use crate::provider::StopMode;
+use crate::store::{DatabaseRecord, InstanceRecord, InstanceRole, MaintenanceRecord, NewDatabase, Writer};
 
-use super::{connect, Engine, EngineError, EngineResult};
+use super::{Engine, EngineError, EngineResult};
 
 /// What `databases create` asks for.
 #[derive(Debug, Clone)]
@@ -58,56 +58,54 @@ impl Engine {
             })
             .await?;
         let location = self.provider.new_location(&spec.name);
-        let slot = slot_for(&location);
-        let instance = self.store.insert_instance(record.id, InstanceRole::Current, &location, Some(&slot)).await?;
+        let slot = new_slot_name(&spec.name);
+        let instance = self.store.insert_instance(Writer::Operator, record.id, InstanceRole::Current, &location, Some(&slot)).await?;
         match &leader {
             None => {
-                let cluster = self.provider.create_primary(&instance.location, &spec.plan).await?;
-                connect(&cluster).await?.ensure_database(&record.dbname).await?;
+                self.provider.provision_primary(&instance.location, &spec.plan).await?;
+                self.connect(&instance.location).await?.ensure_database(&record.dbname).await?;
             }
             Some(leader) => {
-                let upstream = self.current_cluster(leader.id).await?;
+                let upstream = self.current_location(leader.id).await?;
                 self.build_replica(&upstream, &instance.location, &slot, &spec.plan).await?;
             }
         }
         if leader.is_none() && spec.plan.tier().has_ha_standby() {
-            self.build_ha_standby(record.id).await?;
+            self.build_ha_standby(Writer::Operator, record.id).await?;
         }
         self.publish_routes().await?;
         self.store.set_database_status(record.id, "available").await?;
         Ok(self.store.database(record.id).await?)
     }
 
-    /// Builds a streaming replica of `upstream` at `location` and waits until it has caught up.
-    pub(super) async fn build_replica(&self, upstream: &Cluster, location: &str, slot: &str, plan: &Plan) -> EngineResult<Cluster> {
-        connect(upstream).await?.ensure_slot(slot).await?;
-        let replica = self.provider.create_replica(location, upstream, slot, plan).await?;
-        self.wait_caught_up(upstream, slot).await?;
-        Ok(replica)
+    /// Builds a streaming replica of the server at `upstream` at `location` and waits until it has caught up.
+    pub(super) async fn build_replica(&self, upstream: &str, location: &str, slot: &str, plan: &Plan) -> EngineResult<()> {
+        self.connect(upstream).await?.ensure_slot(slot).await?;
+        self.provider.build_replica(location, upstream, slot, plan).await?;
+        self.wait_caught_up(upstream, slot).await
     }
 
     /// A new HA standby for a primary database, streaming from its current server.
-    pub(super) async fn build_ha_standby(&self, database_id: i64) -> EngineResult<()> {
+    pub(super) async fn build_ha_standby(&self, writer: Writer, database_id: i64) -> EngineResult<()> {
         let database = self.store.database(database_id).await?;
         let plan = plan_of(&database)?;
-        let primary = self.current_cluster(database_id).await?;
+        let primary = self.current_location(database_id).await?;
         // A standby row left by an interrupted earlier attempt is finished, not duplicated.
         let standby = match self.store.instance_in_role(database_id, InstanceRole::HaStandby).await? {
             Some(existing) => existing,
             None => {
                 let location = self.provider.new_location(&format!("{}-ha", database.name));
-                let slot = slot_for(&location);
-                self.store.insert_instance(database_id, InstanceRole::HaStandby, &location, Some(&slot)).await?
+                let slot = new_slot_name(&database.name);
+                self.store.insert_instance(writer, database_id, InstanceRole::HaStandby, &location, Some(&slot)).await?
             }
         };
-        let slot = standby.slot_name.clone().unwrap_or_else(|| slot_for(&standby.location));
-        self.build_replica(&primary, &standby.location, &slot, &plan).await?;
+        self.build_replica(&primary, &standby.location, slot_of(&standby)?, &plan).await?;
         Ok(())
     }
 
-    /// Waits until the replica using `slot` streams from `upstream` within a small lag.
-    pub(super) async fn wait_caught_up(&self, upstream: &Cluster, slot: &str) -> EngineResult<()> {
-        let server = connect(upstream).await?;
+    /// Waits until the replica using `slot` streams from the server at `upstream` within a small lag.
+    pub(super) async fn wait_caught_up(&self, upstream: &str, slot: &str) -> EngineResult<()> {
+        let server = self.connect(upstream).await?;
         crate::pg::wait_until(CATCH_UP_TIMEOUT, Duration::from_millis(10), "replica catch-up", || async {
             let replicas = server.replicas().await?;
             Ok(replicas
@@ -118,16 +116,19 @@ impl Engine {
         Ok(())
     }
 
-    /// The server clients of `database_id` reach now.
-    pub(super) async fn current_cluster(&self, database_id: i64) -> EngineResult<Cluster> {
-        let instance = self.store.current_instance(database_id).await?;
-        Ok(self.provider.cluster(&instance.location))
+    /// The location of the server clients of `database_id` reach now.
+    pub(super) async fn current_location(&self, database_id: i64) -> EngineResult<String> {
+        Ok(self.store.current_instance(database_id).await?.location)
+    }
+
+    /// The endpoint route of `database` to the server at `location`.
+    pub(super) fn route_to(&self, database: &DatabaseRecord, location: &str) -> Route {
+        Route::to(&database.name, &self.provider.address(location), &database.dbname)
     }
 
     /// The endpoint route of a database: its name, to its current server.
     pub(super) async fn route_of(&self, database: &DatabaseRecord) -> EngineResult<Route> {
-        let cluster = self.current_cluster(database.id).await?;
-        Ok(Route::to_cluster(&database.name, &cluster, &database.dbname))
+        Ok(self.route_to(database, &self.current_location(database.id).await?))
     }
 
     /// Makes the endpoint route every database to its current server (starting it if needed).
@@ -147,7 +148,7 @@ impl Engine {
     pub async fn stop_fleet(&self) -> EngineResult<()> {
         for database in self.store.databases().await? {
             for instance in self.store.instances(database.id).await? {
-                self.provider.cluster(&instance.location).stop(crate::provider::local::StopMode::Fast).await?;
+                self.provider.stop(&instance.location, StopMode::Fast).await?;
             }
         }
         self.endpoint.stop().await?;
@@ -189,11 +190,17 @@ pub(super) fn validate_name(name: &str) -> EngineResult<()> {
     }
 }
 
-/// A replication slot name derived from a server's location (unique per server).
-pub(super) fn slot_for(location: &str) -> String {
-    let base = std::path::Path::new(location).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let cleaned: String = base.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    format!("pgmaint_{cleaned}")
+/// A new replication slot name for a server of `database`: unique per
+/// server, whatever provider runs it, and a valid slot name (at most 63
+/// lowercase letters, digits and `_`).
+pub(super) fn new_slot_name(database: &str) -> String {
+    let cleaned: String = database.chars().take(32).map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    format!("pgmaint_{cleaned}_{:016x}", rand::random::<u64>())
+}
+
+/// The replication slot a server streams through, as recorded when it was made.
+pub(super) fn slot_of(instance: &InstanceRecord) -> EngineResult<&str> {
+    instance.slot_name.as_deref().ok_or_else(|| EngineError::Invalid(format!("server {} has no replication slot recorded", instance.location)))
 }
 
 #[cfg(test)]
@@ -206,6 +213,9 @@ mod tests {
         for bad in ["", "Orders", "2orders", "a b", "a;drop", &"x".repeat(41)] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
-        assert_eq!(slot_for("/var/lib/pgmaint/instances/orders-ha-000123"), "pgmaint_orders_ha_000123");
+        let slot = new_slot_name("orders-ha");
+        assert!(slot.starts_with("pgmaint_orders_ha_") && slot.len() == "pgmaint_orders_ha_".len() + 16, "{slot}");
+        assert_ne!(slot, new_slot_name("orders-ha"), "each server gets its own slot");
+        assert!(new_slot_name(&"x".repeat(40)).len() <= 63);
     }
 }

@@ -7,12 +7,12 @@
 
 use serde::Serialize;
 
-use crate::store::DatabaseRecord;
+use crate::store::{DatabaseRecord, Writer};
 
 use super::control::DatabaseInfo;
-use super::fleet::{plan_of, slot_for};
+use super::fleet::{plan_of, slot_of};
 use super::releases::{attachment_key, ReleaseOutcome};
-use super::{connect, Engine, EngineError, EngineResult};
+use super::{Engine, EngineError, EngineResult};
 
 /// How long `pg_promote` may take when a follower is unfollowed.
 const UNFOLLOW_PROMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -85,22 +85,23 @@ impl Engine {
             )));
         }
         let leader = self.store.database(leader_id).await?;
-        let server = connect(&self.current_cluster(database.id).await?).await?;
+        let location = self.current_location(database.id).await?;
+        let server = self.connect(&location).await?;
         if server.is_in_recovery().await? {
-            server.promote(UNFOLLOW_PROMOTE_TIMEOUT).await?;
+            self.provider.promote(&location, &server, UNFOLLOW_PROMOTE_TIMEOUT).await?;
         }
         server.check_writable().await?;
         self.store.fork_database(database.id, &leader.name).await?;
         // The leader no longer keeps WAL for it.
         let instance = self.store.current_instance(database.id).await?;
-        let slot = instance.slot_name.clone().unwrap_or_else(|| slot_for(&instance.location));
-        if let Ok(leader_server) = connect(&self.current_cluster(leader.id).await?).await {
-            if let Err(error) = leader_server.drop_slot(&slot).await {
+        let slot = slot_of(&instance)?;
+        if let Ok(leader_server) = self.connect(&self.current_location(leader.id).await?).await {
+            if let Err(error) = leader_server.drop_slot(slot).await {
                 tracing::warn!(database = name, %error, "the leader's replication slot for the unfollowed database was not dropped");
             }
         }
         if plan_of(&database)?.tier().has_ha_standby() {
-            self.build_ha_standby(database.id).await?;
+            self.build_ha_standby(Writer::Operator, database.id).await?;
         }
         tracing::info!(database = name, forked_from = %leader.name, "unfollowed");
         self.info(name).await
@@ -198,23 +199,22 @@ impl Engine {
 
     async fn repoint_to(&self, follower: &DatabaseRecord, previous: &DatabaseRecord, promoted: &DatabaseRecord) -> EngineResult<()> {
         let instance = self.store.current_instance(follower.id).await?;
-        let slot = instance.slot_name.clone().unwrap_or_else(|| slot_for(&instance.location));
-        let cluster = self.provider.cluster(&instance.location);
-        let target = self.current_cluster(promoted.id).await?;
-        let target_server = connect(&target).await?;
-        match self.repoint_follower(&cluster, &target, &target_server, &slot).await {
+        let slot = slot_of(&instance)?;
+        let target = self.current_location(promoted.id).await?;
+        let target_server = self.connect(&target).await?;
+        match self.repoint_follower(&instance.location, &target, &target_server, slot).await {
             Ok(()) => {
-                self.store.set_following(follower.id, promoted.id).await?;
-                if let Ok(old) = connect(&self.current_cluster(previous.id).await?).await {
-                    let _ = old.drop_slot(&slot).await;
+                self.store.set_following(Writer::Operator, follower.id, promoted.id).await?;
+                if let Ok(old) = self.connect(&self.current_location(previous.id).await?).await {
+                    let _ = old.drop_slot(slot).await;
                 }
                 Ok(())
             }
             Err(error) => {
-                let old = self.current_cluster(previous.id).await?;
+                let old = self.provider.address(&self.current_location(previous.id).await?);
                 let conninfo = format!("{} application_name={slot}", old.conninfo("postgres"));
-                connect(&cluster).await?.set_primary(&conninfo, Some(&slot)).await?;
-                let _ = target_server.drop_slot(&slot).await;
+                self.connect(&instance.location).await?.set_primary(&conninfo, Some(slot)).await?;
+                let _ = target_server.drop_slot(slot).await;
                 Err(error)
             }
         }

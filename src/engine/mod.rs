@@ -8,6 +8,8 @@
 //! without ever having two writable primaries. The engine never formats output.
 
 mod control;
+mod detect;
+mod execute;
 mod copy;
 mod failpoint;
 mod fleet;
@@ -18,6 +20,7 @@ mod mail;
 mod releases;
 mod restart;
 mod run;
+pub mod runbook;
 mod switch;
 mod upgrade;
 
@@ -38,8 +41,7 @@ pub use upgrade::PlanChange;
 use crate::endpoint::{EndpointError, PgBouncer};
 use crate::notify::Notifier;
 use crate::pg::{PgError, Server};
-use crate::provider::local::{Cluster, LocalProvider};
-use crate::provider::ProviderError;
+use crate::provider::{Provider, ProviderError};
 use crate::store::{Store, StoreError};
 
 /// How long a PAUSE may wait for running transactions before the switch is called off.
@@ -71,6 +73,10 @@ pub enum EngineError {
     Postponed(String),
     #[error("maintenance #{0} is being run by another daemon")]
     Busy(i64),
+    /// A step failed and then so did its recovery: the servers may need an
+    /// operator (a server-side failure, never bad input).
+    #[error("{error}; then recovery failed: {recovery}")]
+    Recovery { error: Box<EngineError>, recovery: String },
     /// The end of the same maintenance's run by another task of this process,
     /// which this call joined instead of claiming it a second time.
     #[error("{message}")]
@@ -98,7 +104,9 @@ impl EngineError {
             EngineError::Invalid(_) => ErrorKind::Invalid,
             EngineError::Refused(_) | EngineError::Busy(_) | EngineError::Postponed(_) => ErrorKind::Conflict,
             EngineError::Joined { kind, .. } => *kind,
-            EngineError::Store(_) | EngineError::Provider(_) | EngineError::Pg(_) | EngineError::Endpoint(_) => ErrorKind::Failed,
+            EngineError::Store(_) | EngineError::Provider(_) | EngineError::Pg(_) | EngineError::Endpoint(_) | EngineError::Recovery { .. } => {
+                ErrorKind::Failed
+            }
         }
     }
 }
@@ -108,7 +116,7 @@ pub type EngineResult<T> = Result<T, EngineError>;
 /// The fleet's servers, its endpoint and its state, and the runner that maintains them.
 pub struct Engine {
     store: Store,
-    provider: LocalProvider,
+    provider: std::sync::Arc<dyn Provider>,
     endpoint: PgBouncer,
     node: String,
     claim_lease: Duration,
@@ -123,7 +131,7 @@ pub struct Engine {
 
 impl Engine {
     /// `node` names this runner in claims (e.g. host and pid).
-    pub fn new(store: Store, provider: LocalProvider, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
+    pub fn new(store: Store, provider: std::sync::Arc<dyn Provider>, endpoint: PgBouncer, node: impl Into<String>) -> Engine {
         Engine {
             store,
             provider,
@@ -176,8 +184,8 @@ impl Engine {
         &self.endpoint
     }
 
-    pub fn provider(&self) -> &LocalProvider {
-        &self.provider
+    pub fn provider(&self) -> &dyn Provider {
+        self.provider.as_ref()
     }
 
     fn failpoint(&self, step: &str, phase: Phase) {
@@ -187,6 +195,9 @@ impl Engine {
     }
 }
 
-async fn connect(cluster: &Cluster) -> EngineResult<Server> {
-    Ok(Server::connect(&cluster.conninfo("postgres"), CONNECT_TIMEOUT).await?)
+impl Engine {
+    /// A session on the server at `location`, as pgmaint's own role.
+    async fn connect(&self, location: &str) -> EngineResult<Server> {
+        Ok(Server::connect_to(&self.provider.address(location), "postgres", CONNECT_TIMEOUT).await?)
+    }
 }

@@ -11,8 +11,12 @@ use std::path::Path;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
+use serde_json::{json, Value};
+
+use crate::model::Strategy;
 use crate::store::{AppRecord, Config, ReleaseRecord, StoreError};
 
+use super::run::Run;
 use super::{Engine, EngineError, EngineResult};
 
 /// Who made a release when nobody is known (the daemon itself, or an unknown caller).
@@ -351,13 +355,15 @@ impl Engine {
     /// A release for every app whose config points at the database, with its
     /// config unchanged (the URL does not change across maintenance), e.g.
     /// `Switchover orders`; restart hooks run as for any release.
-    pub async fn record_attachment_release(&self, database_id: i64, change: &str) -> EngineResult<Vec<ReleaseOutcome>> {
+    async fn record_attachment_release(&self, database_id: i64, change: &str, since: Option<DateTime<Utc>>) -> EngineResult<Vec<ReleaseOutcome>> {
         let database = self.store.database(database_id).await?;
         let url = self.endpoint.client_url(&database.name);
         let mut outcomes = Vec::new();
         for app in self.store.apps_attached_to(database_id).await? {
-            let points_here = self.store.latest_release(app.id).await?.is_some_and(|r| r.config.0.values().any(|v| *v == url));
-            if !points_here {
+            let latest = self.store.latest_release(app.id).await?;
+            let points_here = latest.as_ref().is_some_and(|r| r.config.0.values().any(|v| *v == url));
+            let already = latest.as_ref().is_some_and(|r| r.change == change && since.is_some_and(|since| r.created_at >= since));
+            if !points_here || already {
                 continue;
             }
             let outcome = self
@@ -370,19 +376,34 @@ impl Engine {
 }
 
 impl Engine {
-    /// After a maintenance moved a database and resumed writes: a release
-    /// (`Switchover orders`, `Failover orders`, `Plan change orders to
-    /// standard-4`) for every app pointing at the database. Failures are
-    /// logged: they never fail the maintenance.
-    pub(super) async fn release_after_switch(&self, database_id: i64, change: String) {
-        match self.record_attachment_release(database_id, &change).await {
-            Ok(outcomes) => {
-                for outcome in outcomes.iter().filter(|o| o.restart_error.is_some()) {
-                    tracing::warn!(app = %outcome.info.summary.app, error = ?outcome.restart_error, "release {change:?} not applied");
-                }
-            }
-            Err(error) => tracing::warn!(database_id, %error, "could not record the release {change:?}"),
+    /// The `release` step, after a maintenance moved a database and resumed
+    /// writes: a release (`Switchover orders`, `Failover orders`, `Plan change
+    /// orders to standard-4`) for every app pointing at the database. An app
+    /// whose latest release is already this change, made since the
+    /// maintenance started, is not released twice (a runner killed mid-step
+    /// runs it again). A failed env file or hook is reported in the step's
+    /// detail: it never fails the maintenance.
+    pub(super) async fn release_after_switch(&self, run: &Run) -> EngineResult<Value> {
+        let change = switch_change(run);
+        let since = run.maintenance.started_at;
+        let outcomes = self.record_attachment_release(run.database.id, &change, since).await?;
+        let apps: Vec<Value> = outcomes
+            .iter()
+            .map(|o| json!({ "app": o.info.summary.app, "version": o.info.summary.version, "restart_error": o.restart_error }))
+            .collect();
+        for outcome in outcomes.iter().filter(|o| o.restart_error.is_some()) {
+            tracing::warn!(app = %outcome.info.summary.app, error = ?outcome.restart_error, "release {change:?} not applied");
         }
+        Ok(json!({ "change": change, "apps": apps }))
+    }
+}
+
+/// The change a switch records in attached apps' releases.
+fn switch_change(run: &Run) -> String {
+    match (&run.maintenance.target_plan, run.strategy) {
+        (Some(plan), _) => format!("Plan change {} to {plan}", run.database.name),
+        (None, Strategy::Failover) => format!("Failover {}", run.database.name),
+        (None, _) => format!("Switchover {}", run.database.name),
     }
 }
 

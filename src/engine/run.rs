@@ -2,17 +2,17 @@
 //! and close it as completed, postponed or failed.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::model::{Progress, Strategy};
+use super::runbook::{Runbook, Step};
 use crate::notify::MailEvent;
 use crate::store::{Claim, DatabaseRecord, MaintenanceRecord, MaintenanceState, StepStatus};
 
 use super::jobs::{self, Entry, JobEnd, JobKind};
-use super::{Engine, EngineError, EngineResult, Phase, PAUSE_TIMEOUT};
-use crate::endpoint::AdminConsole;
+use super::{Engine, EngineError, EngineResult, Phase};
 
 /// How often a long preparation's progress is recorded.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -36,8 +36,10 @@ pub(super) struct Run {
     pub maintenance: MaintenanceRecord,
     pub database: DatabaseRecord,
     pub strategy: Strategy,
+    /// The steps this run takes, declared.
+    pub runbook: Runbook,
     /// Steps already done in this attempt (by an earlier, interrupted runner).
-    pub(super) done: HashSet<String>,
+    pub(super) done: HashSet<Step>,
     pub timings: Vec<(String, Duration)>,
 }
 
@@ -75,11 +77,7 @@ impl Engine {
         }
         self.store.set_maintenance_state(claim, MaintenanceState::Running).await?;
         self.tell_owners(&run.maintenance, MailEvent::Started).await;
-        let result = match run.strategy {
-            Strategy::Restart => self.restart(&mut run).await,
-            Strategy::Switchover | Strategy::Failover => self.switch(&mut run).await,
-            Strategy::Copy => self.copy_switch(&mut run).await,
-        };
+        let result = self.execute(&mut run).await;
         let latest = self.store.maintenance(id).await?;
         let write_pause = latest.write_pause_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
         let outcome = match result {
@@ -89,7 +87,7 @@ impl Engine {
                 "completed".to_string()
             }
             Err(EngineError::Postponed(why)) => {
-                self.store.record_step(claim, "postponed", StepStatus::Done, json!({ "why": why })).await?;
+                self.store.record_step(claim, Step::Postponed.name(), StepStatus::Done, json!({ "why": why })).await?;
                 self.store.set_maintenance_state(claim, MaintenanceState::Ready).await?;
                 self.store.release_claim(claim).await?;
                 self.tell_owners(&run.maintenance, MailEvent::Postponed).await;
@@ -158,25 +156,22 @@ impl Engine {
             return Err(EngineError::Invalid(format!("maintenance #{} is already {}", maintenance.id, maintenance.state.as_str())));
         }
         let database = self.store.database(maintenance.database_id).await?;
-        let strategy = maintenance.strategy.parse().map_err(EngineError::Invalid)?;
-        let done = self.store.steps_done(maintenance.id).await?.into_iter().collect();
-        Ok(Run { claim, maintenance, database, strategy, done, timings: Vec::new() })
+        let strategy: Strategy = maintenance.strategy.parse().map_err(EngineError::Invalid)?;
+        let runbook = Runbook::choose(strategy, database.following_id.is_some(), maintenance.target_plan.is_some());
+        let mut done = HashSet::new();
+        for name in self.store.steps_done_since(maintenance.id, Step::Postponed.name()).await? {
+            done.insert(Step::from_name(&name).ok_or_else(|| EngineError::Invalid(format!("maintenance #{}: unknown step {name:?} in its log", maintenance.id)))?);
+        }
+        Ok(Run { claim, maintenance, database, strategy, runbook, done, timings: Vec::new() })
     }
 
+    /// The runbook's preparation step, if it has one.
     async fn prepare_claimed(&self, run: &mut Run) -> EngineResult<()> {
-        match run.strategy {
-            Strategy::Switchover => {
+        if let Some(step) = run.runbook.preparation() {
+            if step != Step::CheckStandby {
                 self.store.set_maintenance_state(run.claim, MaintenanceState::Preparing).await?;
-                self.step(run, "prepare_replacement", async |engine: &Engine, run: &mut Run| engine.prepare_replacement(run).await).await?;
             }
-            Strategy::Failover => {
-                self.step(run, "check_standby", async |engine: &Engine, run: &mut Run| engine.check_ha_standby(run).await).await?;
-            }
-            Strategy::Copy => {
-                self.store.set_maintenance_state(run.claim, MaintenanceState::Preparing).await?;
-                self.step(run, "prepare_target", async |engine: &Engine, run: &mut Run| engine.prepare_copy_target(run).await).await?;
-            }
-            Strategy::Restart => {}
+            self.step(run, step, async |engine: &Engine, run: &mut Run| engine.prepare(step, run).await).await?;
         }
         self.store.set_maintenance_state(run.claim, MaintenanceState::Ready).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
@@ -218,42 +213,17 @@ impl Engine {
         }
     }
 
-    /// The `pause` step: PAUSE the database in the endpoint. Returns when the
-    /// pause began if this run paused it (not when an earlier runner did).
-    pub(super) async fn pause_endpoint(&self, run: &mut Run, admin: &mut AdminConsole) -> EngineResult<Option<Instant>> {
-        let mut paused_at = None;
-        self.step(run, "pause", async |_: &Engine, run: &mut Run| {
-            let waited = admin.pause(&run.database.name, PAUSE_TIMEOUT).await?;
-            paused_at = Some(Instant::now());
-            Ok(json!({ "waited_ms": waited.as_secs_f64() * 1000.0 }))
-        })
-        .await?;
-        Ok(paused_at)
-    }
-
-    /// The `resume` step, and the write pause it ends, as measured by this run.
-    pub(super) async fn resume_endpoint(&self, run: &mut Run, admin: &mut AdminConsole, paused_at: Option<Instant>) -> EngineResult<()> {
-        self.step(run, "resume", async |_: &Engine, run: &mut Run| {
-            admin.resume(&run.database.name).await?;
-            Ok(json!({}))
-        })
-        .await?;
-        if let Some(paused_at) = paused_at {
-            self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
-        }
-        Ok(())
-    }
-
     /// One step of the runbook: skipped if an earlier runner finished it;
     /// otherwise its intent is recorded, it acts (observing first), and its
     /// result is recorded. Failpoints sit on both sides of the action.
-    pub(super) async fn step<F>(&self, run: &mut Run, name: &'static str, act: F) -> EngineResult<()>
+    pub(super) async fn step<F>(&self, run: &mut Run, step: Step, act: F) -> EngineResult<()>
     where
         F: AsyncFnOnce(&Engine, &mut Run) -> EngineResult<Value>,
     {
-        if run.done.contains(name) {
+        if run.done.contains(&step) {
             return Ok(());
         }
+        let name = step.name();
         let started = std::time::Instant::now();
         self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
         self.failpoint(name, Phase::Before);
@@ -261,7 +231,7 @@ impl Engine {
             Ok(detail) => {
                 self.failpoint(name, Phase::After);
                 self.store.record_step(run.claim, name, StepStatus::Done, detail).await?;
-                run.done.insert(name.to_string());
+                run.done.insert(step);
                 run.timings.push((name.to_string(), started.elapsed()));
                 Ok(())
             }
@@ -270,15 +240,6 @@ impl Engine {
                 Err(error)
             }
         }
-    }
-}
-
-/// After a failure with the endpoint paused: RESUME (always), then the
-/// failure, with RESUME's own failure added if it failed too.
-pub(super) async fn resume_after(admin: &mut AdminConsole, name: &str, error: EngineError) -> EngineError {
-    match admin.resume(name).await {
-        Ok(()) => error,
-        Err(second) => EngineError::Invalid(format!("{error}; then RESUME failed: {second}")),
     }
 }
 

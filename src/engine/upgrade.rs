@@ -16,17 +16,15 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::endpoint::Route;
 use crate::model::{Plan, Progress, Reason, Strategy, Tier};
-use crate::pg::copy::{self, CopyProgress, CopySide};
-use crate::provider::local::{Cluster, StopMode};
-use crate::store::{InstanceRecord, InstanceRole};
+use crate::pg::copy::{self, CopyProgress};
+use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::control::MaintenanceView;
 use super::fleet::plan_of;
-use super::run::{resume_after, Run, RunReport};
-use super::switch::switch_change;
-use super::{connect, Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
+use super::run::{Run, RunReport};
+use super::runbook::Step;
+use super::{Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
 
 /// What `upgrade` did: a plan-change maintenance now planned into the window,
 /// or (essential tier) the change already carried out.
@@ -77,73 +75,33 @@ impl Engine {
     pub(super) async fn prepare_copy_target(&self, run: &mut Run) -> EngineResult<Value> {
         let target = self.candidate_instance(run).await?;
         let plan = self.plan_after(run)?;
-        let cluster = self.provider.create_primary(&target.location, &plan).await?;
-        connect(&cluster).await?.ensure_database(&run.database.dbname).await?;
+        self.provider.provision_primary(&target.location, &plan).await?;
+        self.connect(&target.location).await?.ensure_database(&run.database.dbname).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
         Ok(json!({ "target": target.location, "plan": plan.name() }))
     }
 
-    /// The copy itself: block writes, copy and verify, repoint under PAUSE,
-    /// resume, retire the old server. Before the repoint every failure makes
-    /// the old server writable again; after it, the new server serves.
-    pub(super) async fn copy_switch(&self, run: &mut Run) -> EngineResult<()> {
-        let missing = || EngineError::Invalid(format!("maintenance #{} has no target server", run.maintenance.id));
-        let target = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
-        let old = self.provider.cluster(&self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location);
-        let target_cluster = self.provider.cluster(&target.location);
-        let dbname = run.database.dbname.clone();
-        let route = Route::to_cluster(&run.database.name, &target_cluster, &dbname);
-        let mut admin = self.endpoint.admin().await?;
-
-        self.step(run, "block_writes", async |engine: &Engine, run: &mut Run| {
-            let was_read_only = engine.with_endpoint_paused(&run.database.name, copy::block_writes(&old.conninfo("postgres"), &dbname)).await?;
-            Ok(json!({ "was_read_only": was_read_only }))
-        })
-        .await?;
-        let copied = self.step(run, "copy_data", async |engine: &Engine, run: &mut Run| engine.copy_into(run, &old, &target_cluster).await).await;
-        if let Err(error) = copied {
-            return Err(self.call_off_copy(run, &old, &target, error).await);
-        }
-
-        let paused_at = match self.pause_endpoint(run, &mut admin).await {
-            Ok(paused_at) => paused_at,
-            Err(error) => return Err(self.call_off_copy(run, &old, &target, error).await),
-        };
-        let repointed = self.step(run, "repoint", async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &target, &route, &mut admin).await).await;
-        if let Err(error) = repointed {
-            let adopted = self.store.current_instance(run.database.id).await.is_ok_and(|current| current.id == target.id);
-            let error = if adopted {
-                // The state store names the new server already: go forward, routing the endpoint there.
-                match self.publish_routes().await {
-                    Ok(()) => error,
-                    Err(second) => EngineError::Invalid(format!("{error}; then routing the endpoint to the new server failed: {second}")),
-                }
-            } else {
-                self.call_off_copy(run, &old, &target, error).await
-            };
-            return Err(resume_after(&mut admin, &run.database.name, error).await);
-        }
-        let resumed_before = run.done.contains("resume");
-        self.resume_endpoint(run, &mut admin, paused_at).await?;
-        if !resumed_before {
-            self.release_after_switch(run.database.id, switch_change(run)).await;
-        }
-        self.retire_old(run, &old).await
+    /// `block_writes`: the database refuses writes (read-only by setting,
+    /// its sessions ended under a PAUSE so no transaction in flight is cut).
+    pub(super) async fn block_writes(&self, run: &Run, old: &str) -> EngineResult<Value> {
+        let admin = self.provider.address(old).conninfo("postgres");
+        let was_read_only = self.with_endpoint_paused(&run.database.name, copy::block_writes(&admin, &run.database.dbname)).await?;
+        Ok(json!({ "was_read_only": was_read_only }))
     }
 
     /// Copies the old server's database into the target, recording progress.
-    async fn copy_into(&self, run: &Run, old: &Cluster, target: &Cluster) -> EngineResult<Value> {
+    /// `copy_data`: the old server's database copied into the target and verified.
+    pub(super) async fn copy_into(&self, run: &Run, old: &str, target: &str) -> EngineResult<Value> {
         let dbname = &run.database.dbname;
-        let side = |cluster: &Cluster| CopySide { conninfo: cluster.conninfo(dbname), admin_conninfo: cluster.conninfo("postgres"), dbname: dbname.clone() };
-        let (source, destination) = (side(old), side(target));
+        let (source, destination) = (self.copy_side(old, dbname), self.copy_side(target, dbname));
         let latest: Mutex<Option<CopyProgress>> = Mutex::new(None);
         let on_progress = |progress: CopyProgress| {
             if let Ok(mut latest) = latest.lock() {
                 *latest = Some(progress);
             }
         };
-        let source_server = old.clone();
-        let programs = move |name: &str| source_server.program(name);
+        let provider = self.provider.clone();
+        let programs = move |name: &str| provider.client_program(name);
         let plan = self.plan_after(run)?.name().to_string();
         let work = async { Ok(copy::copy_database(&source, &destination, &programs, DEFAULT_COPY_WORKERS, &on_progress).await?) };
         let report = self
@@ -162,35 +120,20 @@ impl Engine {
         Ok(json!({ "bytes": report.bytes, "rows": report.rows, "tables": report.tables.len(), "seconds": report.seconds }))
     }
 
-    /// Calls a copy off before the repoint: the old server takes writes again
-    /// and the new one is stopped and retired; then the error.
-    async fn call_off_copy(&self, run: &Run, old: &Cluster, target: &InstanceRecord, error: EngineError) -> EngineError {
-        let error = self.writable_again(run, old, error).await;
-        if let Err(second) = self.provider.cluster(&target.location).stop(StopMode::Fast).await {
-            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be stopped");
-        }
-        if let Err(second) = self.store.set_instance_role(target.id, InstanceRole::Retired).await {
-            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be retired");
-        }
-        error
-    }
-
     /// After a failed copy: the old server takes writes again (unless the
-    /// database was read-only by its own setting before), then the error.
-    async fn writable_again(&self, run: &Run, old: &Cluster, error: EngineError) -> EngineError {
+    /// database was read-only by its own setting before).
+    pub(super) async fn writable_again(&self, run: &Run, old: &str) -> EngineResult<()> {
         let was_read_only = match self.store.steps(run.maintenance.id).await {
             Ok(steps) => steps
                 .iter()
                 .rev()
-                .find(|s| s.step == "block_writes" && s.status == "done")
+                .find(|s| s.step == Step::BlockWrites.name() && s.status == "done")
                 .and_then(|s| s.detail["was_read_only"].as_bool())
                 .unwrap_or(false),
             Err(_) => false,
         };
-        match self.with_endpoint_paused(&run.database.name, copy::restore_writes(&old.conninfo("postgres"), &run.database.dbname, was_read_only)).await {
-            Ok(()) => error,
-            Err(second) => EngineError::Invalid(format!("{error}; then making {} writable again failed: {second}", run.database.name)),
-        }
+        let admin = self.provider.address(old).conninfo("postgres");
+        self.with_endpoint_paused(&run.database.name, copy::restore_writes(&admin, &run.database.dbname, was_read_only)).await
     }
 
     /// The server a maintenance moves to: the one recorded, or a new one
@@ -201,18 +144,11 @@ impl Engine {
         }
         let old = self.store.current_instance(run.database.id).await?;
         let location = self.provider.new_location(&run.database.name);
-        let slot = super::fleet::slot_for(&location);
-        let instance = self.store.insert_instance(run.database.id, InstanceRole::Replacement, &location, Some(&slot)).await?;
+        let slot = super::fleet::new_slot_name(&run.database.name);
+        let instance = self.store.insert_instance(Writer::Runner(run.claim), run.database.id, InstanceRole::Replacement, &location, Some(&slot)).await?;
         self.store.set_maintenance_instances(run.claim, Some(instance.id), Some(old.id)).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
         Ok(instance)
     }
 
-    /// The plan the database is on once the maintenance completes.
-    pub(super) fn plan_after(&self, run: &Run) -> EngineResult<Plan> {
-        match &run.maintenance.target_plan {
-            Some(plan) => plan.parse().map_err(|e| EngineError::Invalid(format!("{e}"))),
-            None => plan_of(&run.database),
-        }
-    }
 }

@@ -95,9 +95,9 @@ struct Shared {
 }
 
 async fn connect(conninfo: &str) -> PgResult<Client> {
-    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .map_err(|source| PgError::Connect { conninfo: conninfo.to_string(), source })?;
+    let config: tokio_postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|source| PgError::Connect { target: super::describe(&config), source })?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -11,11 +11,15 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::model::Lsn;
+use crate::provider::ServerAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("connecting to {conninfo}: {source}")]
-    Connect { conninfo: String, source: tokio_postgres::Error },
+    /// `target` is `user@host:port/dbname`: never the password.
+    #[error("connecting to {target}: {source}")]
+    Connect { target: String, source: tokio_postgres::Error },
+    #[error("not a connection string: {0}")]
+    Conninfo(tokio_postgres::Error),
     #[error("{what}: {source}")]
     Query { what: &'static str, source: tokio_postgres::Error },
     #[error("{0} timed out")]
@@ -25,6 +29,17 @@ pub enum PgError {
 }
 
 pub type PgResult<T> = Result<T, PgError>;
+
+/// `user@host:port/dbname` of a connection's settings, for errors: no password.
+pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(dir)) => dir.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{}@{host}:{port}/{}", config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""))
+}
 
 /// One connection to a managed server.
 pub struct Server {
@@ -51,11 +66,20 @@ pub struct ReplicaLag {
 impl Server {
     /// Connects with a timeout; the connection task runs until the client is dropped.
     pub async fn connect(conninfo: &str, timeout: Duration) -> PgResult<Server> {
-        let connecting = tokio_postgres::connect(conninfo, NoTls);
-        let (client, connection) = tokio::time::timeout(timeout, connecting)
+        let config: tokio_postgres::Config = conninfo.parse().map_err(PgError::Conninfo)?;
+        Server::connect_config(&config, timeout).await
+    }
+
+    /// Connects to database `dbname` of the server at `address`.
+    pub async fn connect_to(address: &ServerAddress, dbname: &str, timeout: Duration) -> PgResult<Server> {
+        Server::connect_config(&address.pg_config(dbname), timeout).await
+    }
+
+    async fn connect_config(config: &tokio_postgres::Config, timeout: Duration) -> PgResult<Server> {
+        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
             .await
             .map_err(|_| PgError::Timeout("connect"))?
-            .map_err(|source| PgError::Connect { conninfo: conninfo.to_string(), source })?;
+            .map_err(|source| PgError::Connect { target: describe(config), source })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

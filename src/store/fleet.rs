@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult, Writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DatabaseRecord {
@@ -175,8 +175,10 @@ impl Store {
     }
 
     /// A follower now follows `leader_id`.
-    pub async fn set_following(&self, database_id: i64, leader_id: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE databases SET following_id = $2 WHERE id = $1").bind(database_id).bind(leader_id).execute(self.pool()).await?;
+    pub async fn set_following(&self, writer: Writer, database_id: i64, leader_id: i64) -> StoreResult<()> {
+        let mut tx = self.begin_as(writer).await?;
+        sqlx::query("UPDATE databases SET following_id = $2 WHERE id = $1").bind(database_id).bind(leader_id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -212,10 +214,34 @@ impl Store {
         Ok(())
     }
 
-    /// Every instance of a database, whatever its role.
+    /// Retired servers of the whole fleet retired before `cutoff` and not
+    /// removed yet, except those an unfinished maintenance still acts on
+    /// (a switch retires the old primary at its repoint, then stops it later).
+    pub async fn retired_before(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<InstanceRecord>> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(
+            "SELECT i.id, i.database_id, i.role, i.location, i.slot_name, i.retired_at FROM instances i \
+             WHERE i.role = 'retired' AND i.removed_at IS NULL AND i.retired_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM maintenances m WHERE m.state NOT IN ('completed', 'failed') \
+                             AND i.id IN (m.candidate_id, m.old_instance_id)) \
+             ORDER BY i.id",
+        )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Records that a retired server's files are gone.
+    pub async fn mark_removed(&self, instance_id: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE instances SET removed_at = now() WHERE id = $1 AND role = 'retired'").bind(instance_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Every instance of a database that still exists, whatever its role.
     pub async fn instances(&self, database_id: i64) -> StoreResult<Vec<InstanceRecord>> {
         let rows: Vec<InstanceRow> = sqlx::query_as(
-            "SELECT id, database_id, role, location, slot_name, retired_at FROM instances WHERE database_id = $1 ORDER BY id",
+            "SELECT id, database_id, role, location, slot_name, retired_at FROM instances \
+             WHERE database_id = $1 AND removed_at IS NULL ORDER BY id",
         )
         .bind(database_id)
         .fetch_all(self.pool())
@@ -225,7 +251,8 @@ impl Store {
 
     /// Records a server for a database. Written BEFORE the server is built, so a
     /// crash mid-build leaves a row that tells the next run where to look.
-    pub async fn insert_instance(&self, database_id: i64, role: InstanceRole, location: &str, slot_name: Option<&str>) -> StoreResult<InstanceRecord> {
+    pub async fn insert_instance(&self, writer: Writer, database_id: i64, role: InstanceRole, location: &str, slot_name: Option<&str>) -> StoreResult<InstanceRecord> {
+        let mut tx = self.begin_as(writer).await?;
         let row: InstanceRow = sqlx::query_as(
             "INSERT INTO instances (database_id, role, location, slot_name) VALUES ($1, $2, $3, $4) \
              RETURNING id, database_id, role, location, slot_name, retired_at",
@@ -234,8 +261,9 @@ impl Store {
         .bind(role.as_str())
         .bind(location)
         .bind(slot_name)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.try_into()
     }
 
@@ -271,8 +299,8 @@ impl Store {
     /// Makes `new_current` the database's current server and retires the old one,
     /// in one transaction, with the database taking `plan` if given (a plan
     /// change). Repeating it is harmless.
-    pub async fn promote_instance(&self, database_id: i64, new_current: i64, plan: Option<&str>) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+    pub async fn promote_instance(&self, writer: Writer, database_id: i64, new_current: i64, plan: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.begin_as(writer).await?;
         sqlx::query("UPDATE instances SET role = 'retired', retired_at = now() WHERE database_id = $1 AND role = 'current' AND id <> $2")
             .bind(database_id)
             .bind(new_current)
@@ -289,12 +317,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_instance_role(&self, instance_id: i64, role: InstanceRole) -> StoreResult<()> {
+    pub async fn set_instance_role(&self, writer: Writer, instance_id: i64, role: InstanceRole) -> StoreResult<()> {
+        let mut tx = self.begin_as(writer).await?;
         sqlx::query("UPDATE instances SET role = $2, retired_at = CASE WHEN $2 = 'retired' THEN now() END WHERE id = $1")
             .bind(instance_id)
             .bind(role.as_str())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

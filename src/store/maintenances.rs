@@ -166,6 +166,16 @@ pub struct Claim {
     pub token: i64,
 }
 
+/// Who makes a write to the fleet's records: a runner holding a claim (its
+/// write happens only while its fencing token is still the maintenance's),
+/// or an operator's request outside any maintenance (`databases create`,
+/// `unfollow`, `promote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Runner(Claim),
+    Operator,
+}
+
 impl Store {
     /// Records a required maintenance; a database has at most one open maintenance.
     pub async fn insert_maintenance(
@@ -356,15 +366,16 @@ impl Store {
             .await?)
     }
 
-    /// Steps recorded as done (or skipped) since the maintenance was last
-    /// postponed: what a resumed runner need not do again.
-    pub async fn steps_done(&self, maintenance_id: i64) -> StoreResult<Vec<String>> {
+    /// Steps recorded as done (or skipped) since the last `reset_step` (the
+    /// engine's record of a postponement): what a resumed runner need not do again.
+    pub async fn steps_done_since(&self, maintenance_id: i64, reset_step: &str) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT step FROM maintenance_steps WHERE maintenance_id = $1 AND status IN ('done', 'skipped') \
-             AND id > coalesce((SELECT max(id) FROM maintenance_steps WHERE maintenance_id = $1 AND step = 'postponed'), 0) \
+             AND id > coalesce((SELECT max(id) FROM maintenance_steps WHERE maintenance_id = $1 AND step = $2), 0) \
              ORDER BY id",
         )
         .bind(maintenance_id)
+        .bind(reset_step)
         .fetch_all(self.pool())
         .await?)
     }
@@ -421,9 +432,30 @@ fn fenced(rows: u64, claim: Claim) -> StoreResult<()> {
     if rows == 1 {
         Ok(())
     } else {
-        Err(StoreError::Conflict(format!(
-            "maintenance #{} was claimed by another runner (token {} is stale)",
-            claim.maintenance_id, claim.token
-        )))
+        Err(stale(claim))
+    }
+}
+
+fn stale(claim: Claim) -> StoreError {
+    StoreError::Conflict(format!("maintenance #{} was claimed by another runner (token {} is stale)", claim.maintenance_id, claim.token))
+}
+
+impl Store {
+    /// A transaction for `writer`: a runner's holds the maintenance row (FOR
+    /// SHARE) with its token checked, so no new claim can slip in before it
+    /// commits and a stale runner changes nothing.
+    pub(super) async fn begin_as(&self, writer: Writer) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool().begin().await?;
+        if let Writer::Runner(claim) = writer {
+            let held: Option<i64> = sqlx::query_scalar("SELECT id FROM maintenances WHERE id = $1 AND fencing_token = $2 FOR SHARE")
+                .bind(claim.maintenance_id)
+                .bind(claim.token)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if held.is_none() {
+                return Err(stale(claim));
+            }
+        }
+        Ok(tx)
     }
 }

@@ -14,7 +14,7 @@ mod releases;
 
 pub use apps::{AppHooks, AppRecord};
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
-pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus};
+pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus, Writer};
 pub use outbox::{OutgoingMail, QueuedMail};
 pub use releases::{Config, ReleaseRecord};
 

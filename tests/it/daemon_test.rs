@@ -141,8 +141,8 @@ async fn restart_pending_settings_and_the_periodic_refresh_are_detected_and_plan
     assert!(engine.store().open_maintenance(database.id).await.unwrap().is_none());
 
     // A setting that only a restart applies.
-    let server = engine.provider().cluster(&engine.store().current_instance(database.id).await.unwrap().location);
-    let client = crate::harness::connect(&server).await;
+    let server = engine.provider().address(&engine.store().current_instance(database.id).await.unwrap().location);
+    let client = crate::harness::connect_conninfo(&server.conninfo("postgres")).await;
     client.batch_execute("ALTER SYSTEM SET max_connections = 120").await.unwrap();
     client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgmaint::endpoint::{AdminConsole, EndpointError, EnsureOutcome, PgBouncer, Route};
-use pgmaint::provider::local::{Cluster, StopMode};
+use pgmaint::provider::local::Cluster;
+use pgmaint::provider::StopMode;
 
 use crate::harness::{connect, connect_conninfo, TestEnv};
 
@@ -28,7 +29,7 @@ async fn primary_behind_bouncer(env: &TestEnv) -> (Cluster, PgBouncer) {
     connect(&primary).await.batch_execute("CREATE DATABASE app").await.unwrap();
     connect_conninfo(&primary.conninfo(DB)).await.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY)").await.unwrap();
     let bouncer = bouncer(env);
-    let outcome = bouncer.ensure_started(&[Route::to_cluster(DB, &primary, DB)]).await.unwrap();
+    let outcome = bouncer.ensure_started(&[Route::to(DB, &primary.address(), DB)]).await.unwrap();
     assert_eq!(outcome, EnsureOutcome::Started);
     (primary, bouncer)
 }
@@ -120,7 +121,7 @@ async fn endpoint_routes_clients_and_shows_route() {
 
     let mut admin = bouncer.admin().await.unwrap();
     let row = admin.database(DB).await.unwrap().expect("route in SHOW DATABASES");
-    assert!(row.matches(&Route::to_cluster(DB, &primary, DB)), "{row:?}");
+    assert!(row.matches(&Route::to(DB, &primary.address(), DB)), "{row:?}");
     assert_eq!(row.force_user.as_deref(), Some("postgres"));
     assert!(!row.paused);
     let pools = admin.show_pools().await.unwrap();
@@ -237,7 +238,7 @@ async fn endpoint_repoint_to_promoted_replica() {
     let promote_time = t.elapsed();
 
     let t = Instant::now();
-    admin.repoint(&Route::to_cluster(DB, &replica, DB)).await.unwrap();
+    admin.repoint(&Route::to(DB, &replica.address(), DB)).await.unwrap();
     let repoint_rtt = t.elapsed();
 
     let t = Instant::now();
@@ -250,10 +251,10 @@ async fn endpoint_repoint_to_promoted_replica() {
     assert!(written.errors.is_empty(), "client errors: {:?}", written.errors);
     assert_all_present(&replica, &written).await;
     let row = admin.database(DB).await.unwrap().unwrap();
-    assert!(row.matches(&Route::to_cluster(DB, &replica, DB)) && !row.paused, "{row:?}");
-    assert_eq!(bouncer.routes().unwrap(), vec![Route::to_cluster(DB, &replica, DB)]);
+    assert!(row.matches(&Route::to(DB, &replica.address(), DB)) && !row.paused, "{row:?}");
+    assert_eq!(bouncer.routes().unwrap(), vec![Route::to(DB, &replica.address(), DB)]);
     // Repointing again is a harmless no-op.
-    admin.repoint(&Route::to_cluster(DB, &replica, DB)).await.unwrap();
+    admin.repoint(&Route::to(DB, &replica.address(), DB)).await.unwrap();
     let gap = written.max_gap();
     eprintln!(
         "switchover in miniature: PAUSE {pause_rtt:?}, fast stop {stop_time:?}, WAL check {catch_up:?}, \
@@ -361,7 +362,7 @@ async fn endpoint_life_cycle_is_idempotent() {
     let primary = env.primary("p").await;
     let other = env.primary("q").await;
     let bouncer = bouncer(&env);
-    let routes = [Route::to_cluster("postgres", &primary, "postgres")];
+    let routes = [Route::to("postgres", &primary.address(), "postgres")];
 
     assert!(!bouncer.is_running());
     assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Started);
@@ -378,7 +379,7 @@ async fn endpoint_life_cycle_is_idempotent() {
     }
 
     // A new route set is written and reloaded without a restart, removed routes go.
-    let moved = [Route::to_cluster("postgres", &other, "postgres"), Route::to_cluster("second", &primary, "postgres")];
+    let moved = [Route::to("postgres", &other.address(), "postgres"), Route::to("second", &primary.address(), "postgres")];
     assert_eq!(bouncer.ensure_started(&moved).await.unwrap(), EnsureOutcome::Reloaded);
     assert_eq!(bouncer.pid(), Some(pid));
     let mut admin = bouncer.admin().await.unwrap();
@@ -390,7 +391,7 @@ async fn endpoint_life_cycle_is_idempotent() {
 
     // A crash between writing the ini file and RELOAD: the next call notices.
     std::fs::write(bouncer.ini_file(), std::fs::read_to_string(bouncer.ini_file()).unwrap().replace(
-        &routes[0].host.display().to_string(),
+        &routes[0].host.to_string(),
         &other.socket_dir().display().to_string(),
     ))
     .unwrap();
@@ -434,5 +435,5 @@ async fn endpoint_life_cycle_is_idempotent() {
 
     // The client URL is the libpq form of the same endpoint.
     connect_conninfo(&bouncer.client_url("postgres")).await.simple_query("SELECT 1").await.unwrap();
-    let _ = bouncer.ensure_started(&[Route::new("pgbouncer", "/tmp", 5432, "x")]).await.unwrap_err();
+    let _ = bouncer.ensure_started(&[Route::to("pgbouncer", &primary.address(), "x")]).await.unwrap_err();
 }

@@ -21,7 +21,7 @@ pub async fn engine(env: &TestEnv) -> Engine {
     let provider = LocalProvider::open(&data_dir).await.expect("provider");
     let endpoint = PgBouncer::at(data_dir.join("bouncer"), env.user.clone());
     env.track_pidfile(endpoint.pid_file());
-    Engine::new(store, provider, endpoint, "test")
+    Engine::new(store, std::sync::Arc::new(provider), endpoint, "test")
 }
 
 pub fn spec(name: &str, plan: &str, follow: Option<&str>) -> DatabaseSpec {
@@ -41,7 +41,7 @@ pub(crate) async fn all_servers(engine: &Engine, name: &str) -> Vec<String> {
     let mut conninfos = Vec::new();
     for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement] {
         if let Some(instance) = engine.store().instance_in_role(database.id, role).await.unwrap() {
-            conninfos.push(engine.provider().cluster(&instance.location).conninfo(name));
+            conninfos.push(engine.provider().address(&instance.location).conninfo(name));
         }
     }
     conninfos
@@ -106,7 +106,7 @@ async fn switchover_repoints_endpoint_and_followers_without_loss() {
     assert_eq!(report.strategy.as_str(), "switchover");
     let after = engine.store().current_instance(database.id).await.unwrap();
     assert_ne!(before.id, after.id, "the database did not move");
-    assert!(!engine.provider().cluster(&before.location).is_running().await.unwrap(), "old primary still running");
+    assert!(!engine.provider().is_running(&before.location).await.unwrap(), "old primary still running");
     assert_follower_complete(&engine, "orders-f", &load).await;
     let steps = engine.store().steps(report.maintenance_id).await.unwrap();
     let followers = steps.iter().find(|s| s.step == "repoint_followers" && s.status == "done").expect("repoint_followers done");
@@ -126,7 +126,7 @@ async fn failover_promotes_standby_and_builds_a_new_one() {
     assert_eq!(engine.store().current_instance(database.id).await.unwrap().id, standby.id, "the HA standby was not promoted");
     let new_standby = engine.store().instance_in_role(database.id, InstanceRole::HaStandby).await.unwrap().expect("new HA standby");
     assert_ne!(new_standby.id, standby.id);
-    assert!(engine.provider().cluster(&new_standby.location).is_running().await.unwrap());
+    assert!(engine.provider().is_running(&new_standby.location).await.unwrap());
 }
 
 #[tokio::test]
@@ -152,8 +152,8 @@ async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
 
     // Cut the replacement off from the primary: from now on it misses commits.
     let candidate_id = engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap();
-    let candidate = engine.provider().cluster(&engine.store().instance(candidate_id).await.unwrap().location);
-    let candidate_client = crate::harness::connect(&candidate).await;
+    let candidate = engine.provider().address(&engine.store().instance(candidate_id).await.unwrap().location);
+    let candidate_client = crate::harness::connect_conninfo(&candidate.conninfo("postgres")).await;
     candidate_client.batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'").await.unwrap();
     candidate_client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     let writers = Workload::start(&url, 4);
@@ -164,7 +164,7 @@ async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
 
     assert!(report.outcome.starts_with("postponed"), "outcome {}", report.outcome);
     assert_eq!(engine.store().current_instance(database.id).await.unwrap().id, old.id, "the database moved");
-    let in_recovery: bool = crate::harness::connect(&candidate).await.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    let in_recovery: bool = crate::harness::connect_conninfo(&candidate.conninfo("postgres")).await.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
     assert!(in_recovery, "a candidate that lacks commits was promoted");
     assert_eq!(load.client_errors, 0, "client errors: {:?}", load.error_samples);
     assert!(load.lost_on(&url).await.unwrap().is_empty(), "commits lost");

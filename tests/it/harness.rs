@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pgmaint::provider::local::{find_bindir, managed_server_settings, Cluster, ServerUser, StopMode, Template};
+use pgmaint::provider::local::{find_bindir, managed_server_settings, Cluster, ServerUser, Template};
+use pgmaint::provider::StopMode;
 use tokio::sync::OnceCell;
 
 static TEMPLATE: OnceCell<Template> = OnceCell::const_new();

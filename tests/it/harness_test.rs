@@ -1,6 +1,6 @@
 //! The harness itself: servers start, stop, restart, survive kill -9, and replicate.
 
-use pgmaint::provider::local::StopMode;
+use pgmaint::provider::StopMode;
 
 use crate::harness::{connect, TestEnv};
 

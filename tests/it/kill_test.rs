@@ -6,9 +6,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pgmaint::engine::runbook::Runbook;
 use pgmaint::engine::{Engine, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 use pgmaint::model::Reason;
-use pgmaint::store::{InstanceRole, MaintenanceRecord, MaintenanceState};
+use pgmaint::store::{AppHooks, InstanceRole, MaintenanceRecord, MaintenanceState};
 use pgmaint::workload::{self, PrimaryWatch, Workload};
 
 use crate::engine_test::{engine, spec};
@@ -34,22 +37,18 @@ async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, name: &str) {
     let database = engine.store().database_named(name).await.unwrap();
     for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement] {
         if let Some(instance) = engine.store().instance_in_role(database.id, role).await.unwrap() {
-            watch.watch(engine.provider().cluster(&instance.location).conninfo(name));
+            watch.watch(engine.provider().address(&instance.location).conninfo(&database.dbname));
         }
     }
 }
 
-/// For each failpoint: require a maintenance, kill the daemon there, run a
-/// fresh daemon, check the maintenance completed. Writers run throughout.
-async fn drill(env: &TestEnv, engine: &Engine, name: &str, reason: Reason, failpoints: &[&str]) {
-    let require = async || engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
-    drill_with(env, engine, name, require, failpoints).await;
-}
-
-async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, require: impl AsyncFn() -> MaintenanceRecord, failpoints: &[&str]) {
+/// For each failpoint: require a maintenance of `name`, kill the daemon
+/// there, run a fresh daemon, check the maintenance completed. Writers run
+/// throughout on `writes_to` (the database itself, or a follower's leader).
+async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, writes_to: &str, require: impl AsyncFn() -> MaintenanceRecord, failpoints: &[&str]) {
     let state_url = env.dir.join("state").display().to_string();
     let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
-    let url = engine.endpoint().client_conninfo(name);
+    let url = engine.endpoint().client_conninfo(writes_to);
     workload::prepare(&url).await.unwrap();
     let watch = PrimaryWatch::start(Vec::new());
     watch_servers(engine, &watch, name).await;
@@ -96,8 +95,34 @@ async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, require: impl As
     );
 }
 
-fn every_boundary(steps: &[&'static str]) -> Vec<String> {
-    steps.iter().flat_map(|s| [format!("{s}:before"), format!("{s}:after")]).collect()
+/// Every step boundary of a runbook, as failpoints, in the order a run meets them.
+fn every_boundary(runbook: Runbook) -> Vec<String> {
+    runbook.all_steps().iter().flat_map(|s| [format!("{s}:before"), format!("{s}:after")]).collect()
+}
+
+/// Boundaries covered by the drills of this test run (printed at the end of each).
+static COVERED: AtomicUsize = AtomicUsize::new(0);
+
+async fn drill_runbook(env: &TestEnv, engine: &Engine, (name, writes_to): (&str, &str), runbook: Runbook, require: impl AsyncFn() -> MaintenanceRecord, extra: &[&str]) {
+    let mut failpoints = every_boundary(runbook);
+    failpoints.extend(extra.iter().map(|s| s.to_string()));
+    drill_with(env, engine, name, writes_to, require, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let total = COVERED.fetch_add(failpoints.len(), Ordering::SeqCst) + failpoints.len();
+    eprintln!("kill drills: {} runbook, {} step boundaries (of {} steps); {total} boundaries covered so far", runbook.name(), failpoints.len(), runbook.all_steps().len());
+}
+
+/// Requires `reason` on `name`, for the daemon to run.
+fn requiring<'a>(engine: &'a Engine, name: &'a str, reason: Reason) -> impl AsyncFn() -> MaintenanceRecord + 'a {
+    async move || engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap()
+}
+
+/// Requires a plan change of `name` to the next size of `tier` each time, as `upgrade` would.
+fn changing_plan<'a>(engine: &'a Engine, database_id: i64, tier: &'a str, strategy: &'a str, sizes: &'a std::cell::Cell<u32>) -> impl AsyncFn() -> MaintenanceRecord + 'a {
+    async move || {
+        sizes.set(sizes.get() + 1);
+        let plan = format!("{tier}-{}", sizes.get());
+        engine.store().insert_maintenance(database_id, "plan-change", strategy, Utc::now(), Some(&plan)).await.unwrap()
+    }
 }
 
 #[tokio::test]
@@ -106,21 +131,36 @@ async fn switchover_survives_a_kill_at_every_step() {
     let engine = engine(&env).await;
     engine.create_database(&spec("shop", "standard-0", None)).await.unwrap();
     engine.create_database(&spec("shop-f", "standard-0", Some("shop"))).await.unwrap();
-    let steps = ["prepare_replacement", "checkpoint", "pause", "fence", "confirm_wal", "promote", "repoint", "resume", "repoint_followers", "retire_old"];
-    let failpoints = every_boundary(&steps);
-    drill(&env, &engine, "shop", Reason::OsPatch, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    // An attached app: every switchover must leave exactly one release, however it was interrupted.
+    let hooks = AppHooks { on_maintenance_on: None, on_maintenance_off: None, env_file: None, restart_hook: None };
+    engine.create_app("web", "shop", &hooks, "test").await.unwrap();
+    drill_runbook(&env, &engine, ("shop", "shop"), Runbook::Switchover, requiring(&engine, "shop", Reason::OsPatch), &[]).await;
+    let switchovers = engine.releases("web").await.unwrap().into_iter().filter(|r| r.change == "Switchover shop").count();
+    assert_eq!(switchovers, every_boundary(Runbook::Switchover).len(), "one release per switchover, none lost or doubled");
+    // The follower's own switchover: both servers replicas, nothing promoted.
+    drill_runbook(&env, &engine, ("shop-f", "shop"), Runbook::FollowerMove, requiring(&engine, "shop-f", Reason::OsPatch), &[]).await;
 }
 
 #[tokio::test]
-async fn failover_and_restart_survive_kills() {
+async fn failover_and_restart_survive_a_kill_at_every_step() {
     let env = TestEnv::new("kill-failover");
     let engine = engine(&env).await;
     engine.create_database(&spec("ledger", "premium-0", None)).await.unwrap();
-    let failover = every_boundary(&["check_standby", "fence", "promote", "repoint", "rebuild_standby"]);
-    drill(&env, &engine, "ledger", Reason::Periodic, &failover.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let mut restart = every_boundary(&["restart_standby", "pause", "restart", "wait_ready", "resume"]);
-    restart.push("restart:after:panic".into());
-    drill(&env, &engine, "ledger", Reason::Settings, &restart.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    drill_runbook(&env, &engine, ("ledger", "ledger"), Runbook::Failover, requiring(&engine, "ledger", Reason::Periodic), &[]).await;
+    drill_runbook(&env, &engine, ("ledger", "ledger"), Runbook::Restart, requiring(&engine, "ledger", Reason::Settings), &["restart:after:panic"]).await;
+}
+
+#[tokio::test]
+async fn premium_plan_change_survives_a_kill_at_every_step() {
+    let env = TestEnv::new("kill-plan-change-ha");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("vault", "premium-0", None)).await.unwrap();
+    let database = engine.store().database_named("vault").await.unwrap();
+    let sizes = std::cell::Cell::new(0u32);
+    // On an HA tier every step applies: the old plan's standby is retired and a new one built.
+    drill_runbook(&env, &engine, ("vault", "vault"), Runbook::PlanChange, changing_plan(&engine, database.id, "premium", "switchover", &sizes), &[]).await;
+    let record = engine.store().database_named("vault").await.unwrap();
+    assert_eq!(record.plan, format!("premium-{}", sizes.get()), "every plan change completed in order");
 }
 
 #[tokio::test]
@@ -129,19 +169,20 @@ async fn essential_plan_change_survives_a_kill_at_every_step() {
     let engine = engine(&env).await;
     engine.create_database(&spec("notes", "essential-0", None)).await.unwrap();
     let database = engine.store().database_named("notes").await.unwrap();
-    let plans = std::cell::Cell::new(0u32);
-    // Each drill moves the database to the next plan size, as `upgrade` would (run by the daemon here).
-    let require = async || {
-        plans.set(plans.get() + 1);
-        let plan = format!("essential-{}", plans.get());
-        engine.store().insert_maintenance(database.id, "plan-change", "copy", Utc::now(), Some(&plan)).await.unwrap()
-    };
-    let steps = ["prepare_target", "block_writes", "copy_data", "pause", "repoint", "resume", "retire_old"];
-    let failpoints = every_boundary(&steps);
-    drill_with(&env, &engine, "notes", require, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let sizes = std::cell::Cell::new(0u32);
+    drill_runbook(&env, &engine, ("notes", "notes"), Runbook::EssentialCopy, changing_plan(&engine, database.id, "essential", "copy", &sizes), &[]).await;
     let record = engine.store().database_named("notes").await.unwrap();
-    assert_eq!(record.plan, format!("essential-{}", failpoints.len()), "every plan change completed in order");
+    assert_eq!(record.plan, format!("essential-{}", sizes.get()), "every plan change completed in order");
     let current = engine.store().current_instance(record.id).await.unwrap();
-    let server = crate::harness::connect_conninfo(&engine.provider().cluster(&current.location).conninfo("notes")).await;
+    let server = crate::harness::connect_conninfo(&engine.provider().address(&current.location).conninfo("notes")).await;
     assert_eq!(crate::copy_test::scalar(&server, "SHOW default_transaction_read_only").await, "off", "the database takes writes");
+}
+
+#[test]
+fn every_runbook_has_a_drill() {
+    // The drills above, by runbook: a new runbook without one fails here.
+    let drilled = [Runbook::Switchover, Runbook::FollowerMove, Runbook::Failover, Runbook::Restart, Runbook::PlanChange, Runbook::EssentialCopy];
+    for runbook in Runbook::ALL {
+        assert!(drilled.contains(&runbook), "no kill drill for the {} runbook", runbook.name());
+    }
 }

@@ -14,7 +14,8 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::api_test::{pgmaint, Ran};
-use pgmaint::provider::local::{Cluster, StopMode};
+use pgmaint::provider::local::Cluster;
+use pgmaint::provider::StopMode;
 
 use crate::harness::TestEnv;
 
@@ -109,7 +110,7 @@ async fn require_then_run_force_at_once_completes_on_every_database() {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\ndata_dir = \"{}\"\ntick = \"1s\"\nlease = \"4s\"\n\n[state]\nurl = \"{}\"\n",
+            "[daemon]\ndata_dir = \"{}\"\ntick = \"1s\"\nlease = \"4s\"\n\n[state]\nurl = \"{}\"\n\n[maintenance]\nretire_grace = \"1s\"\n",
             env.dir.join("from-file").display(),
             state.url("postgres")
         ),
@@ -173,6 +174,19 @@ async fn require_then_run_force_at_once_completes_on_every_database() {
     let mails = std::fs::read_dir(data_dir.join("mail")).map(|dir| dir.count()).unwrap_or(0);
     assert!(mails >= fleet.len(), "only {mails} mails under {}", data_dir.join("mail").display());
 
+    // The servers retired by the switchovers and failovers are removed once
+    // their grace period (1s here) is over: only the live ones remain.
+    let live: usize = fleet.iter().map(|(_, plan, _, _)| if plan.starts_with("premium") { 2 } else { 1 }).sum();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = std::fs::read_dir(data_dir.join("instances")).unwrap().count();
+        if left == live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} server directories left, {live} live servers");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let (status, log) = daemon.stop().await;
     assert!(status.success(), "daemon exit: {status}");
     assert_quiet(&log);
@@ -195,6 +209,10 @@ async fn wait_after_require_returns_once_the_replacement_is_ready() {
     let socket = data_dir.join("pgmaint.sock");
     wait_for_socket(&socket, &daemon).await;
     pgmaint(&socket, &["databases", "create", "docs", "--plan", "standard-0"]).await.ok("create");
+    // Enough data that building the replacement takes a while after `require` returns.
+    let info = pgmaint(&socket, &["info", "docs", "--json"]).await.ok("info").json();
+    let url = info["endpoint_url"].as_str().expect("endpoint_url");
+    crate::harness::connect_conninfo(url).await.batch_execute("CREATE TABLE filler AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 300000) g").await.unwrap();
     let required_by = (Utc::now() + chrono::TimeDelta::days(7)).to_rfc3339();
     pgmaint(&socket, &["maintenance", "require", "docs", "--reason", "os-patch", "--required-by", &required_by]).await.ok("require");
     pgmaint(&socket, &["wait", "docs", "--timeout", "2m"]).await.ok("wait");

@@ -77,7 +77,7 @@ async fn essential_upgrade_copies_at_once_refusing_writes_without_losing_any() {
     let run = &upgraded["run"];
     assert_eq!(run["outcome"], "completed", "{upgraded}");
     let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().filter_map(|s| s["step"].as_str()).collect();
-    assert_eq!(steps, ["prepare_target", "block_writes", "copy_data", "pause", "repoint", "resume", "retire_old"]);
+    assert_eq!(steps, ["prepare_target", "block_writes", "copy_data", "pause", "repoint", "resume", "release", "retire_old"]);
 
     // Refused while read-only, never lost, writing again on the new server.
     let acked: BTreeSet<i64> = writes.attempts.iter().filter(|(_, ok)| *ok).map(|(id, _)| *id).collect();
@@ -107,7 +107,7 @@ async fn essential_upgrade_copies_at_once_refusing_writes_without_losing_any() {
     let database = engine.store().database_named("blog").await.unwrap();
     let retired: Vec<_> = engine.store().instances(database.id).await.unwrap().into_iter().filter(|i| i.role == InstanceRole::Retired).collect();
     assert_eq!(retired.len(), 1);
-    assert!(!engine.provider().cluster(&retired[0].location).is_running().await.unwrap(), "the old server still runs");
+    assert!(!engine.provider().is_running(&retired[0].location).await.unwrap(), "the old server still runs");
     let releases = engine.releases("web").await.unwrap();
     assert_eq!(releases[0].change, "Plan change blog to essential-2");
 
@@ -179,7 +179,7 @@ async fn premium_upgrade_prepares_a_replacement_on_the_new_plan_and_switches_ove
     assert_eq!(shared_buffers(&engine, "orders").await, "64MB");
     let database = engine.store().database_named("orders").await.unwrap();
     let standby = engine.store().instance_in_role(database.id, InstanceRole::HaStandby).await.unwrap().expect("a new HA standby");
-    let standby_server = connect_conninfo(&engine.provider().cluster(&standby.location).conninfo("postgres")).await;
+    let standby_server = connect_conninfo(&engine.provider().address(&standby.location).conninfo("postgres")).await;
     assert_eq!(scalar(&standby_server, "SHOW shared_buffers").await, "64MB", "the new standby is on the new plan");
     let retired = engine.store().instances(database.id).await.unwrap().into_iter().filter(|i| i.role == InstanceRole::Retired).count();
     assert_eq!(retired, 2, "the old primary and the old standby are retired");
@@ -336,7 +336,7 @@ async fn a_failed_essential_copy_leaves_the_database_writable_on_its_old_server(
     engine.prepare_maintenance(maintenance.id).await.expect("prepare the target");
     // The new server goes away before the copy: the copy cannot succeed.
     let target = engine.store().instance(engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap()).await.unwrap();
-    engine.provider().cluster(&target.location).stop(pgmaint::provider::local::StopMode::Immediate).await.unwrap();
+    engine.provider().stop(&target.location, pgmaint::provider::StopMode::Immediate).await.unwrap();
 
     let error = engine.run_maintenance(maintenance.id).await.expect_err("a copy into a stopped server");
     eprintln!("failed as expected: {error}");

@@ -1,7 +1,7 @@
 //! The state store against a real PostgreSQL: migrations, records, claims and fencing.
 
 use chrono::{Duration, Utc};
-use pgmaint::store::{InstanceRole, MaintenanceState, NewDatabase, StepStatus, Store};
+use pgmaint::store::{InstanceRole, MaintenanceState, NewDatabase, StepStatus, Store, Writer};
 
 use crate::harness::TestEnv;
 
@@ -31,14 +31,14 @@ async fn databases_instances_and_maintenances_round_trip() {
     assert!(duplicate.unwrap_err().to_string().contains("already exists"));
     assert_eq!(store.database_named("nope").await.unwrap_err().to_string(), "database nope not found");
 
-    let first = store.insert_instance(db.id, InstanceRole::Current, "/x/orders-1", None).await.unwrap();
-    let second = store.insert_instance(db.id, InstanceRole::Replacement, "/x/orders-2", Some("orders_2")).await.unwrap();
-    store.promote_instance(db.id, second.id, None).await.unwrap();
-    store.promote_instance(db.id, second.id, None).await.unwrap(); // repeatable
+    let first = store.insert_instance(Writer::Operator, db.id, InstanceRole::Current, "/x/orders-1", None).await.unwrap();
+    let second = store.insert_instance(Writer::Operator, db.id, InstanceRole::Replacement, "/x/orders-2", Some("orders_2")).await.unwrap();
+    store.promote_instance(Writer::Operator, db.id, second.id, None).await.unwrap();
+    store.promote_instance(Writer::Operator, db.id, second.id, None).await.unwrap(); // repeatable
     assert_eq!(store.current_instance(db.id).await.unwrap().id, second.id);
     assert_eq!(store.instance(first.id).await.unwrap().role, InstanceRole::Retired);
     assert_eq!(db.dbname, "orders", "a primary serves the PostgreSQL database of its own name");
-    store.promote_instance(db.id, second.id, Some("standard-4")).await.unwrap();
+    store.promote_instance(Writer::Operator, db.id, second.id, Some("standard-4")).await.unwrap();
     assert_eq!(store.database(db.id).await.unwrap().plan, "standard-4", "a plan change completes with the switch");
 
     let required_by = Utc::now() + Duration::days(3);
@@ -69,9 +69,30 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
     assert!(second.token > first.token);
     assert!(store.record_step(first, "pause", StepStatus::Done, serde_json::json!({})).await.is_err());
     assert!(store.set_maintenance_state(first, MaintenanceState::Completed).await.is_err());
+
+    // Every write that decides which server is current is fenced too: the stale runner changes nothing.
+    let leader = store
+        .insert_database(&NewDatabase { name: "l", plan: "standard-0", following_id: None, dbname: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
+        .await
+        .unwrap();
+    let current = store.insert_instance(Writer::Operator, db.id, InstanceRole::Current, "/x/a-1", Some("s1")).await.unwrap();
+    let spare = store.insert_instance(Writer::Runner(second), db.id, InstanceRole::Replacement, "/x/a-2", Some("s2")).await.unwrap();
+    let stale = Writer::Runner(first);
+    assert!(store.insert_instance(stale, db.id, InstanceRole::Replacement, "/x/a-3", Some("s3")).await.is_err());
+    assert!(store.promote_instance(stale, db.id, spare.id, Some("standard-9")).await.is_err());
+    assert!(store.set_instance_role(stale, current.id, InstanceRole::Retired).await.is_err());
+    assert!(store.set_following(stale, db.id, leader.id).await.is_err());
+    let instances = store.instances(db.id).await.unwrap();
+    assert_eq!(instances.len(), 2, "the stale runner inserted a server");
+    assert_eq!(store.current_instance(db.id).await.unwrap().id, current.id, "the stale runner moved the database");
+    let after = store.database(db.id).await.unwrap();
+    assert_eq!((after.plan.as_str(), after.following_id), ("standard-0", None), "the stale runner changed the database");
+    // The current runner's writes go through.
+    store.promote_instance(Writer::Runner(second), db.id, spare.id, None).await.unwrap();
+    assert_eq!(store.current_instance(db.id).await.unwrap().id, spare.id);
     store.set_maintenance_state(second, MaintenanceState::Running).await.unwrap();
     store.record_step(second, "pause", StepStatus::Done, serde_json::json!({"ms": 1})).await.unwrap();
-    assert_eq!(store.steps_done(m.id).await.unwrap(), ["pause"]);
+    assert_eq!(store.steps_done_since(m.id, "postponed").await.unwrap(), ["pause"]);
     let steps = store.steps(m.id).await.unwrap();
     assert_eq!(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["intent", "done"]);
     store.finish_maintenance(second, MaintenanceState::Completed, "completed", None, Some(12.5)).await.unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::model::{Lsn, Plan};
 
 use super::os::ServerUser;
-use crate::provider::ProviderError;
+use crate::provider::{Host, ProviderError, ServerAddress, StopMode};
 
 /// Longest Unix socket path the kernel accepts, less a margin.
 const MAX_SOCKET_PATH: usize = 100;
@@ -54,21 +54,11 @@ pub fn plan_server_settings(plan: &Plan) -> Vec<(&'static str, String)> {
     settings
 }
 
-/// How a stop treats connected clients (pg_ctl's `-m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// Disconnect clients, write a shutdown checkpoint: the clean, fast fence.
-    Fast,
-    /// Abort without a checkpoint (crash recovery on next start).
-    Immediate,
-}
-
-impl StopMode {
-    pub fn as_flag(self) -> &'static str {
-        match self {
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        }
+/// pg_ctl's `-m` for a stop mode.
+fn stop_flag(mode: StopMode) -> &'static str {
+    match mode {
+        StopMode::Fast => "fast",
+        StopMode::Immediate => "immediate",
     }
 }
 
@@ -123,6 +113,11 @@ impl Cluster {
     }
     pub fn user(&self) -> &ServerUser {
         &self.user
+    }
+
+    /// Its Unix socket, as the superuser.
+    pub fn address(&self) -> ServerAddress {
+        ServerAddress::new(Host::Socket(self.root.clone()), self.port, SUPERUSER)
     }
 
     /// libpq keyword/value connection string for `dbname` as the superuser.
@@ -241,7 +236,7 @@ impl Cluster {
             }
         }
         let mut stop = self.pg_ctl();
-        stop.args(["stop", "-w", "-t", "120", "-s", "-m", mode.as_flag(), "-D"]).arg(self.data_dir());
+        stop.args(["stop", "-w", "-t", "120", "-s", "-m", stop_flag(mode), "-D"]).arg(self.data_dir());
         run(stop, "pg_ctl stop").await
     }
 

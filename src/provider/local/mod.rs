@@ -9,12 +9,14 @@ pub mod cluster;
 pub mod os;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub use cluster::{managed_server_settings, plan_server_settings, Cluster, ControlData, StopMode, Template};
+pub use cluster::{managed_server_settings, plan_server_settings, Cluster, ControlData, Template};
 pub use os::{find_bindir, ServerUser};
 
-use super::ProviderError;
+use super::{FinalWal, Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
 use crate::model::Plan;
+use crate::pg::Server;
 
 /// Local servers under one data directory.
 #[derive(Debug, Clone)]
@@ -41,23 +43,18 @@ impl LocalProvider {
         &self.user
     }
 
-    /// The version of the installed server binaries as `server_version_num`
-    /// (15.18 -> 150018): newer than a running server's means a minor upgrade
-    /// waits for a restart.
-    pub async fn installed_version_num(&self) -> Result<u32, ProviderError> {
-        let out = tokio::process::Command::new(self.bindir.join("postgres"))
-            .arg("--version")
-            .output()
-            .await
-            .map_err(|e| ProviderError::spawn("postgres --version", e))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        parse_version_num(&text).ok_or_else(|| ProviderError::Parse(format!("postgres --version printed {text:?}")))
+    /// The server at `location` (as recorded in the state store).
+    pub fn cluster(&self, location: &str) -> Cluster {
+        Cluster::at(location, &self.bindir, self.user.clone())
     }
+}
 
-    /// A fresh, unused location for a server of `database`: the time in
-    /// microseconds, this process's id and a per-process counter make it
-    /// unique on the host; a directory left by an interrupted build is skipped.
-    pub fn new_location(&self, database: &str) -> String {
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    /// A directory under `DATA_DIR/instances`: the time in microseconds, this
+    /// process's id and a per-process counter make it unique on the host; a
+    /// directory left by an interrupted build is skipped.
+    fn new_location(&self, database: &str) -> String {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         loop {
             let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
@@ -69,31 +66,83 @@ impl LocalProvider {
         }
     }
 
-    /// The server at `location` (as recorded in the state store).
-    pub fn cluster(&self, location: &str) -> Cluster {
-        Cluster::at(location, &self.bindir, self.user.clone())
+    /// The server's Unix socket, in its own directory, as the superuser.
+    fn address(&self, location: &str) -> ServerAddress {
+        self.cluster(location).address()
     }
 
-    /// Builds and starts a primary on `plan` at `location`; repeating it after
-    /// a crash finishes the job.
-    pub async fn create_primary(&self, location: &str, plan: &Plan) -> Result<Cluster, ProviderError> {
+    async fn provision_primary(&self, location: &str, plan: &Plan) -> ProviderResult<()> {
         let cluster = self.cluster(location);
         cluster.init(Some(&self.template)).await?;
         cluster.configure(&plan_server_settings(plan))?;
-        cluster.start().await?;
-        Ok(cluster)
+        cluster.start().await
     }
 
-    /// Builds and starts a streaming replica of `primary` on `plan` at `location`, using
-    /// replication slot `slot` (which must exist on the primary). It does not
-    /// wait for the replica to accept connections: the caller waits for it to
-    /// stream and catch up, which is the readiness that matters.
-    pub async fn create_replica(&self, location: &str, primary: &Cluster, slot: &str, plan: &Plan) -> Result<Cluster, ProviderError> {
+    async fn build_replica(&self, location: &str, upstream: &str, slot: &str, plan: &Plan) -> ProviderResult<()> {
         let cluster = self.cluster(location);
-        cluster.clone_from(primary, Some(slot), slot).await?;
+        cluster.clone_from(&self.cluster(upstream), Some(slot), slot).await?;
         cluster.configure(&plan_server_settings(plan))?;
-        cluster.start_no_wait().await?;
-        Ok(cluster)
+        cluster.start_no_wait().await
+    }
+
+    async fn is_running(&self, location: &str) -> ProviderResult<bool> {
+        self.cluster(location).is_running().await
+    }
+
+    async fn start(&self, location: &str, wait: StartWait) -> ProviderResult<()> {
+        let cluster = self.cluster(location);
+        match wait {
+            StartWait::UntilServing => cluster.start().await,
+            StartWait::NoWait => cluster.start_no_wait().await,
+        }
+    }
+
+    async fn stop(&self, location: &str, mode: StopMode) -> ProviderResult<()> {
+        self.cluster(location).stop(mode).await
+    }
+
+    /// A fast stop then a start without pg_ctl's 100 ms wait loop.
+    async fn restart(&self, location: &str) -> ProviderResult<()> {
+        let cluster = self.cluster(location);
+        cluster.stop(StopMode::Fast).await?;
+        cluster.start_no_wait().await
+    }
+
+    /// `pg_promote()` on the open session, polled every 2 ms.
+    async fn promote(&self, _location: &str, session: &Server, timeout: Duration) -> ProviderResult<()> {
+        Ok(session.promote(timeout).await?)
+    }
+
+    /// From `pg_controldata`, readable while the server is stopped.
+    async fn final_wal(&self, location: &str) -> ProviderResult<FinalWal> {
+        let control = self.cluster(location).control_data().await?;
+        Ok(FinalWal { clean: control.is_clean_primary_shutdown(), position: control.latest_checkpoint, state: control.state })
+    }
+
+    async fn retire(&self, location: &str) -> ProviderResult<()> {
+        self.cluster(location).stop(StopMode::Fast).await
+    }
+
+    async fn remove(&self, location: &str) -> ProviderResult<()> {
+        let cluster = self.cluster(location);
+        cluster.stop(StopMode::Fast).await?;
+        cluster.remove().await
+    }
+
+    /// `postgres --version` of the binaries in use.
+    async fn installed_version_num(&self) -> ProviderResult<u32> {
+        let out = tokio::process::Command::new(self.bindir.join("postgres"))
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|e| ProviderError::spawn("postgres --version", e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_version_num(&text).ok_or_else(|| ProviderError::Parse(format!("postgres --version printed {text:?}")))
+    }
+
+    /// The installed binaries (the newest on the host), run as the server user.
+    fn client_program(&self, name: &str) -> tokio::process::Command {
+        self.user.command(&self.bindir.join(name), &self.instances_dir)
     }
 }
 

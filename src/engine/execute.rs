@@ -1,0 +1,239 @@
+//! Carrying a runbook out: each declared step in order, each failure met by
+//! the recovery its declaration names, and the pause always ended by RESUME.
+//!
+//! `act` is the runbook's dictionary: what each step does. The steps
+//! themselves live beside the strategy they belong to (`restart.rs`,
+//! `switch.rs`, `upgrade.rs`); here they are only put in order and guarded.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::endpoint::{AdminConsole, Route};
+use crate::pg::Server;
+use crate::provider::{StartWait, StopMode};
+use crate::store::{InstanceRecord, InstanceRole, Writer};
+
+use super::fleet::plan_of;
+use super::run::Run;
+use super::runbook::{Recovery, Runbook, Step, When};
+use super::{Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
+
+/// What the steps of one run share: the endpoint's admin console, when this
+/// runner paused it, and the servers the maintenance acts on.
+pub(super) struct Scene {
+    pub admin: AdminConsole,
+    /// When this runner's PAUSE took effect (not set if an earlier runner paused).
+    pub paused_at: Option<Instant>,
+    pub servers: Servers,
+}
+
+/// The servers a runbook acts on, by location.
+pub(super) enum Servers {
+    /// A restart: the database's current server.
+    InPlace { location: String, is_follower: bool },
+    /// A switchover, failover, follower move or plan change.
+    Switch(Switch),
+    /// An essential copy: the old server and the new one on the new plan.
+    Copy { old: String, target: InstanceRecord, route: Route },
+}
+
+/// The servers a switch moves between.
+pub(super) struct Switch {
+    pub old: String,
+    pub candidate: InstanceRecord,
+    /// A connection to the candidate opened before the pause, kept throughout.
+    pub candidate_server: Server,
+    pub route: Route,
+}
+
+impl Engine {
+    /// Runs the run's runbook from the first step not done yet.
+    pub(super) async fn execute(&self, run: &mut Run) -> EngineResult<()> {
+        let runbook = run.runbook;
+        let mut scene = self.scene(run).await?;
+        for declared in runbook.steps() {
+            if !self.applies(declared.when, run).await? {
+                continue;
+            }
+            let step = declared.step;
+            let acted = self.step(run, step, async |engine: &Engine, run: &mut Run| engine.act(step, run, &mut scene).await).await;
+            if let Err(error) = acted {
+                return Err(self.recover(declared.recovery, run, &mut scene, error).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// The preparation steps, run ahead of the window (or first thing in a run).
+    pub(super) async fn prepare(&self, step: Step, run: &mut Run) -> EngineResult<Value> {
+        match step {
+            Step::PrepareReplacement => self.prepare_replacement(run).await,
+            Step::CheckStandby => self.check_ha_standby(run).await,
+            Step::PrepareTarget => self.prepare_copy_target(run).await,
+            other => Err(EngineError::Invalid(format!("{other} is not a preparation step"))),
+        }
+    }
+
+    async fn scene(&self, run: &Run) -> EngineResult<Scene> {
+        let missing = || EngineError::Invalid(format!("maintenance #{} has no candidate server recorded", run.maintenance.id));
+        let servers = match run.runbook {
+            Runbook::Restart => {
+                Servers::InPlace { location: self.current_location(run.database.id).await?, is_follower: run.database.following_id.is_some() }
+            }
+            Runbook::EssentialCopy => {
+                let target = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
+                let old = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location;
+                Servers::Copy { route: self.route_to(&run.database, &target.location), old, target }
+            }
+            Runbook::Switchover | Runbook::Failover | Runbook::FollowerMove | Runbook::PlanChange => {
+                let candidate = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
+                let old = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location;
+                Servers::Switch(Switch {
+                    route: self.route_to(&run.database, &candidate.location),
+                    candidate_server: self.connect(&candidate.location).await?,
+                    old,
+                    candidate,
+                })
+            }
+        };
+        Ok(Scene { admin: self.endpoint.admin().await?, paused_at: None, servers })
+    }
+
+    async fn applies(&self, when: When, run: &Run) -> EngineResult<bool> {
+        Ok(match when {
+            When::Always => true,
+            When::HasHaStandby => self.store.instance_in_role(run.database.id, InstanceRole::HaStandby).await?.is_some(),
+            When::HaTierAfter => self.plan_after(run)?.tier().has_ha_standby(),
+        })
+    }
+
+    /// What each step of a run does.
+    async fn act(&self, step: Step, run: &mut Run, scene: &mut Scene) -> EngineResult<Value> {
+        let name = run.database.name.clone();
+        match (step, &scene.servers) {
+            (Step::RestartStandby, _) => self.restart_standby(run).await,
+            (Step::Checkpoint, Servers::InPlace { location, is_follower }) => {
+                if !is_follower && self.provider.is_running(location).await? {
+                    self.connect(location).await?.checkpoint().await?;
+                }
+                Ok(json!({}))
+            }
+            (Step::Checkpoint, Servers::Switch(switch)) => {
+                if self.provider.is_running(&switch.old).await? && switch.candidate_server.is_in_recovery().await? {
+                    self.connect(&switch.old).await?.checkpoint().await?;
+                }
+                Ok(json!({}))
+            }
+            (Step::Pause, _) => {
+                let waited = scene.admin.pause(&name, PAUSE_TIMEOUT).await?;
+                scene.paused_at = Some(Instant::now());
+                Ok(json!({ "waited_ms": waited.as_secs_f64() * 1000.0 }))
+            }
+            (Step::Restart, Servers::InPlace { location, .. }) => {
+                self.provider.restart(location).await?;
+                Ok(json!({}))
+            }
+            (Step::WaitReady, Servers::InPlace { location, is_follower }) => self.wait_ready(location, *is_follower).await,
+            (Step::Fence, Servers::Switch(switch)) => self.fence(switch).await,
+            (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch).await,
+            (Step::Promote, Servers::Switch(switch)) => self.promote_candidate(switch).await,
+            (Step::Repoint, Servers::Switch(switch)) => self.adopt_candidate(run, &switch.candidate, &switch.route, &mut scene.admin).await,
+            (Step::Repoint, Servers::Copy { target, route, .. }) => self.adopt_candidate(run, target, route, &mut scene.admin).await,
+            (Step::Resume, _) => {
+                scene.admin.resume(&name).await?;
+                if let Some(paused_at) = scene.paused_at {
+                    self.store.set_write_pause(run.claim, paused_at.elapsed().as_secs_f64() * 1000.0).await?;
+                }
+                Ok(json!({}))
+            }
+            (Step::Release, _) => self.release_after_switch(run).await,
+            (Step::RepointFollowers, Servers::Switch(switch)) => self.repoint_followers(run, switch).await,
+            (Step::RetireStandby, _) => self.retire_ha_standby(run).await,
+            (Step::RebuildStandby, _) => {
+                let started = Instant::now();
+                self.build_ha_standby(Writer::Runner(run.claim), run.database.id).await?;
+                Ok(json!({ "seconds": started.elapsed().as_secs_f64() }))
+            }
+            (Step::RetireOld, Servers::Switch(Switch { old, .. }) | Servers::Copy { old, .. }) => {
+                self.provider.retire(old).await?;
+                Ok(json!({ "retired": old }))
+            }
+            (Step::BlockWrites, Servers::Copy { old, .. }) => self.block_writes(run, old).await,
+            (Step::CopyData, Servers::Copy { old, target, .. }) => self.copy_into(run, old, &target.location).await,
+            (step, _) => Err(EngineError::Invalid(format!("step {step} does not belong to the {} runbook", run.runbook.name()))),
+        }
+    }
+
+    /// A step failed: its declared recovery, then (inside the pause) RESUME.
+    /// The step's error stands if both succeed; otherwise the recovery's own
+    /// failure is reported with it.
+    async fn recover(&self, recovery: Recovery, run: &mut Run, scene: &mut Scene, error: EngineError) -> EngineError {
+        let recovered = match (recovery, &scene.servers) {
+            (Recovery::Retry, _) => Ok(()),
+            (Recovery::StartServer, Servers::InPlace { location, .. }) => {
+                self.provider.start(location, StartWait::UntilServing).await.map_err(EngineError::from)
+            }
+            (Recovery::ForwardOrBack, Servers::Switch(switch)) => self.forward_or_back(run, switch, &mut scene.admin).await,
+            (Recovery::CallOffCopy, Servers::Copy { old, target, .. }) => self.call_off_copy(run, old, target).await,
+            (Recovery::ForwardIfAdopted, Servers::Copy { old, target, .. }) => {
+                let adopted = self.store.current_instance(run.database.id).await.is_ok_and(|current| current.id == target.id);
+                if adopted {
+                    // The state store names the new server already: go forward, routing the endpoint there.
+                    self.publish_routes().await
+                } else {
+                    self.call_off_copy(run, old, target).await
+                }
+            }
+            (recovery, _) => Err(EngineError::Invalid(format!("recovery {recovery:?} does not fit the {} runbook", run.runbook.name()))),
+        };
+        let paused = run.done.contains(&Step::Pause) && !run.done.contains(&Step::Resume);
+        let resumed = if paused { scene.admin.resume(&run.database.name).await.map_err(EngineError::from) } else { Ok(()) };
+        match (recovered, resumed) {
+            (Ok(()), Ok(())) => error,
+            (Err(second), _) => EngineError::Recovery { error: Box::new(error), recovery: second.to_string() },
+            (Ok(()), Err(second)) => EngineError::Recovery { error: Box::new(error), recovery: format!("RESUME failed: {second}") },
+        }
+    }
+
+    /// A switch failed while paused. Observe, then leave exactly one writable
+    /// primary: forward if the candidate was promoted, back to the old
+    /// primary if it was not.
+    async fn forward_or_back(&self, run: &mut Run, switch: &Switch, admin: &mut AdminConsole) -> EngineResult<()> {
+        let promoted = match switch.candidate_server.is_in_recovery().await {
+            Ok(in_recovery) => !in_recovery,
+            // Cannot tell: never restart the old primary on a guess.
+            Err(_) => true,
+        };
+        if promoted {
+            return self.step(run, Step::Repoint, async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate, &switch.route, admin).await).await;
+        }
+        self.step(run, Step::Rollback, async |engine: &Engine, _: &mut Run| {
+            engine.provider.start(&switch.old, StartWait::UntilServing).await?;
+            engine.connect(&switch.old).await?.check_writable().await?;
+            Ok(json!({ "restarted": switch.old }))
+        })
+        .await
+    }
+
+    /// Calls a copy off before the repoint: the old server takes writes again
+    /// and the new one is stopped and retired.
+    async fn call_off_copy(&self, run: &Run, old: &str, target: &InstanceRecord) -> EngineResult<()> {
+        let writable = self.writable_again(run, old).await;
+        if let Err(second) = self.provider.stop(&target.location, StopMode::Fast).await {
+            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be stopped");
+        }
+        if let Err(second) = self.store.set_instance_role(Writer::Runner(run.claim), target.id, InstanceRole::Retired).await {
+            tracing::warn!(database = %run.database.name, %second, "the abandoned copy target could not be retired");
+        }
+        writable
+    }
+
+    /// The plan the database is on once the maintenance completes.
+    pub(super) fn plan_after(&self, run: &Run) -> EngineResult<crate::model::Plan> {
+        match &run.maintenance.target_plan {
+            Some(plan) => plan.parse().map_err(|e| EngineError::Invalid(format!("{e}"))),
+            None => plan_of(&run.database),
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Runbooks as data: every strategy's steps, in order, each with what is done
+//! when it fails, in one place a reader can follow top to bottom.
+//!
+//! The step log stores each step's name; failpoints use the same names
+//! (`PGMAINT_FAILPOINT=<step>:<before|after>[:exit|panic]`). Every step
+//! observes the servers before it acts, so a runner killed anywhere can run
+//! it again: the kill drills walk every declared step of every runbook.
+//!
+//! The pause is one combinator for all of them: once `pause` is done (by this
+//! runner or one before it) and until `resume` is, any failure runs the
+//! step's recovery and then RESUMEs the endpoint, always. A recovery that
+//! itself fails is [`super::EngineError::Recovery`]: a server-side failure
+//! an operator must look at, never mistaken for bad input.
+
+use std::fmt;
+
+use crate::model::Strategy;
+
+/// Every step a runbook can take, by the name the step log and failpoints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Build the replacement replica (a switchover's preparation).
+    PrepareReplacement,
+    /// The HA standby exists and has caught up (a failover's preparation).
+    CheckStandby,
+    /// An empty primary on the new plan (an essential copy's preparation).
+    PrepareTarget,
+    /// Restart the HA standby first: clients never see it.
+    RestartStandby,
+    /// CHECKPOINT the primary so the shutdown checkpoint has little to write.
+    Checkpoint,
+    /// The database refuses writes while its data is copied.
+    BlockWrites,
+    /// Copy and verify the data into the new server.
+    CopyData,
+    /// PAUSE the database in the endpoint.
+    Pause,
+    /// Fast stop then start of the server.
+    Restart,
+    /// The restarted server serves again.
+    WaitReady,
+    /// Fast-stop the old primary: the fence, before anything is promoted.
+    Fence,
+    /// The candidate received WAL past the old primary's shutdown checkpoint.
+    ConfirmWal,
+    /// Promote the candidate and prove it takes writes.
+    Promote,
+    /// The candidate becomes current and the endpoint routes to it.
+    Repoint,
+    /// RESUME the endpoint.
+    Resume,
+    /// A release (`Switchover NAME`...) for every app attached to the database.
+    Release,
+    /// Followers stream from the new primary (or are rebuilt).
+    RepointFollowers,
+    /// The HA standby on the old plan is retired (a plan change).
+    RetireStandby,
+    /// A new HA standby streams from the new primary.
+    RebuildStandby,
+    /// The old server is retired: stopped, removed after the grace period.
+    RetireOld,
+    /// Recovery: the old primary starts again (nothing was promoted).
+    Rollback,
+    /// The switch was called off and the maintenance re-planned.
+    Postponed,
+}
+
+impl Step {
+    pub const ALL: [Step; 22] = [
+        Step::PrepareReplacement,
+        Step::CheckStandby,
+        Step::PrepareTarget,
+        Step::RestartStandby,
+        Step::Checkpoint,
+        Step::BlockWrites,
+        Step::CopyData,
+        Step::Pause,
+        Step::Restart,
+        Step::WaitReady,
+        Step::Fence,
+        Step::ConfirmWal,
+        Step::Promote,
+        Step::Repoint,
+        Step::Resume,
+        Step::Release,
+        Step::RepointFollowers,
+        Step::RetireStandby,
+        Step::RebuildStandby,
+        Step::RetireOld,
+        Step::Rollback,
+        Step::Postponed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::PrepareReplacement => "prepare_replacement",
+            Step::CheckStandby => "check_standby",
+            Step::PrepareTarget => "prepare_target",
+            Step::RestartStandby => "restart_standby",
+            Step::Checkpoint => "checkpoint",
+            Step::BlockWrites => "block_writes",
+            Step::CopyData => "copy_data",
+            Step::Pause => "pause",
+            Step::Restart => "restart",
+            Step::WaitReady => "wait_ready",
+            Step::Fence => "fence",
+            Step::ConfirmWal => "confirm_wal",
+            Step::Promote => "promote",
+            Step::Repoint => "repoint",
+            Step::Resume => "resume",
+            Step::Release => "release",
+            Step::RepointFollowers => "repoint_followers",
+            Step::RetireStandby => "retire_standby",
+            Step::RebuildStandby => "rebuild_standby",
+            Step::RetireOld => "retire_old",
+            Step::Rollback => "rollback",
+            Step::Postponed => "postponed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| step.name() == name)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When a declared step applies to the database at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// The database has an HA standby.
+    HasHaStandby,
+    /// The database's plan (after the maintenance) is an HA tier.
+    HaTierAfter,
+}
+
+/// What is done when a step fails (inside the pause, RESUME follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing to undo: the run stops; the step is retried by a later run.
+    Retry,
+    /// Restart: the server is started again, whatever state it was left in.
+    StartServer,
+    /// Switch: forward if the candidate was promoted (it becomes current and
+    /// the endpoint routes to it), else back (the old primary starts again).
+    ForwardOrBack,
+    /// Copy: the old server takes writes again and the new one is retired.
+    CallOffCopy,
+    /// Copy's repoint: forward if the store already names the new server,
+    /// else the copy is called off.
+    ForwardIfAdopted,
+}
+
+/// One step of a runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    pub step: Step,
+    pub when: When,
+    pub recovery: Recovery,
+}
+
+const fn always(step: Step, recovery: Recovery) -> Declared {
+    Declared { step, when: When::Always, recovery }
+}
+
+const fn only(when: When, step: Step, recovery: Recovery) -> Declared {
+    Declared { step, when, recovery }
+}
+
+/// The runbooks, one per kind of maintenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Runbook {
+    Restart,
+    Switchover,
+    Failover,
+    /// A follower's switchover: both servers are replicas, nothing is promoted.
+    FollowerMove,
+    /// A plan change from the standard tier up: a switchover to a replacement
+    /// on the new plan; an HA standby on the old plan is retired, and on an HA
+    /// tier a new one is built on the new plan.
+    PlanChange,
+    /// A plan change within the essential tier: copy into a new server while writes are refused.
+    EssentialCopy,
+}
+
+use Recovery::{CallOffCopy, ForwardIfAdopted, ForwardOrBack, Retry, StartServer};
+use Step::*;
+
+const RESTART: &[Declared] = &[
+    only(When::HasHaStandby, RestartStandby, Retry),
+    always(Checkpoint, Retry),
+    always(Pause, Retry),
+    always(Restart, StartServer),
+    always(WaitReady, StartServer),
+    always(Resume, Retry),
+];
+
+/// The critical section of a switchover or failover, from the pause to the release.
+macro_rules! switch_steps {
+    ($($tail:expr),* $(,)?) => {
+        &[
+            always(Checkpoint, Retry),
+            always(Pause, Retry),
+            always(Fence, ForwardOrBack),
+            always(ConfirmWal, ForwardOrBack),
+            always(Promote, ForwardOrBack),
+            always(Repoint, ForwardOrBack),
+            always(Resume, Retry),
+            always(Release, Retry),
+            always(RepointFollowers, Retry),
+            $($tail,)*
+        ]
+    };
+}
+
+const SWITCHOVER: &[Declared] = switch_steps![always(RetireOld, Retry)];
+const FAILOVER: &[Declared] = switch_steps![only(When::HaTierAfter, RebuildStandby, Retry), always(RetireOld, Retry)];
+const PLAN_CHANGE: &[Declared] = switch_steps![
+    only(When::HasHaStandby, RetireStandby, Retry),
+    only(When::HaTierAfter, RebuildStandby, Retry),
+    always(RetireOld, Retry),
+];
+
+const FOLLOWER_MOVE: &[Declared] = &[always(Pause, Retry), always(Repoint, Retry), always(Resume, Retry), always(RetireOld, Retry)];
+
+const ESSENTIAL_COPY: &[Declared] = &[
+    always(BlockWrites, CallOffCopy),
+    always(CopyData, CallOffCopy),
+    always(Pause, CallOffCopy),
+    always(Repoint, ForwardIfAdopted),
+    always(Resume, Retry),
+    always(Release, Retry),
+    always(RetireOld, Retry),
+];
+
+impl Runbook {
+    pub const ALL: [Runbook; 6] =
+        [Runbook::Restart, Runbook::Switchover, Runbook::Failover, Runbook::FollowerMove, Runbook::PlanChange, Runbook::EssentialCopy];
+
+    /// The runbook for a maintenance: its strategy, whether the database is
+    /// a follower, and whether it changes plan.
+    pub fn choose(strategy: Strategy, is_follower: bool, plan_change: bool) -> Runbook {
+        match strategy {
+            Strategy::Restart => Runbook::Restart,
+            Strategy::Copy => Runbook::EssentialCopy,
+            Strategy::Switchover | Strategy::Failover if is_follower => Runbook::FollowerMove,
+            Strategy::Switchover | Strategy::Failover if plan_change => Runbook::PlanChange,
+            Strategy::Failover => Runbook::Failover,
+            Strategy::Switchover => Runbook::Switchover,
+        }
+    }
+
+    /// The step run ahead of the window, if any (it is part of the run too,
+    /// when the run comes before the preparation finished).
+    pub fn preparation(self) -> Option<Step> {
+        match self {
+            Runbook::Restart => None,
+            Runbook::Failover => Some(CheckStandby),
+            Runbook::Switchover | Runbook::FollowerMove | Runbook::PlanChange => Some(PrepareReplacement),
+            Runbook::EssentialCopy => Some(PrepareTarget),
+        }
+    }
+
+    /// The steps of the run itself, in order.
+    pub fn steps(self) -> &'static [Declared] {
+        match self {
+            Runbook::Restart => RESTART,
+            Runbook::Switchover => SWITCHOVER,
+            Runbook::Failover => FAILOVER,
+            Runbook::FollowerMove => FOLLOWER_MOVE,
+            Runbook::PlanChange => PLAN_CHANGE,
+            Runbook::EssentialCopy => ESSENTIAL_COPY,
+        }
+    }
+
+    /// Every step of this runbook a runner can be stopped at: the preparation, then the run's.
+    pub fn all_steps(self) -> Vec<Step> {
+        self.preparation().into_iter().chain(self.steps().iter().map(|d| d.step)).collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runbook::Restart => "restart",
+            Runbook::Switchover => "switchover",
+            Runbook::Failover => "failover",
+            Runbook::FollowerMove => "follower move",
+            Runbook::PlanChange => "plan change",
+            Runbook::EssentialCopy => "essential copy",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_round_trip_and_are_unique() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_name(step.name()), Some(step));
+        }
+        let mut names: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Step::ALL.len());
+        assert_eq!(Step::from_name("nonsense"), None);
+    }
+
+    #[test]
+    fn every_runbook_that_pauses_resumes_and_no_step_repeats() {
+        for runbook in Runbook::ALL {
+            let steps: Vec<Step> = runbook.all_steps();
+            let mut unique = steps.clone();
+            unique.sort_by_key(|s| s.name());
+            unique.dedup();
+            assert_eq!(unique.len(), steps.len(), "{} repeats a step", runbook.name());
+            let pause = steps.iter().position(|s| *s == Pause).unwrap_or_else(|| panic!("{} never pauses", runbook.name()));
+            let resume = steps.iter().position(|s| *s == Resume).unwrap_or_else(|| panic!("{} never resumes", runbook.name()));
+            assert!(pause < resume, "{}: resume before pause", runbook.name());
+        }
+    }
+
+    #[test]
+    fn the_fence_comes_before_promotion_and_confirmation_between() {
+        for runbook in [Runbook::Switchover, Runbook::Failover, Runbook::PlanChange] {
+            let steps = runbook.all_steps();
+            let at = |step| steps.iter().position(|s| *s == step).unwrap();
+            assert!(at(Pause) < at(Fence) && at(Fence) < at(ConfirmWal) && at(ConfirmWal) < at(Promote) && at(Promote) < at(Repoint));
+            assert!(at(Resume) < at(Release), "{}: the release is made once writes resumed", runbook.name());
+        }
+    }
+
+    #[test]
+    fn runbooks_follow_the_strategy_table() {
+        assert_eq!(Runbook::choose(Strategy::Switchover, true, false), Runbook::FollowerMove);
+        assert_eq!(Runbook::choose(Strategy::Switchover, false, true), Runbook::PlanChange);
+        assert_eq!(Runbook::choose(Strategy::Switchover, false, false), Runbook::Switchover);
+        assert_eq!(Runbook::choose(Strategy::Failover, false, false), Runbook::Failover);
+        assert_eq!(Runbook::choose(Strategy::Copy, false, true), Runbook::EssentialCopy);
+        assert_eq!(Runbook::choose(Strategy::Restart, true, false), Runbook::Restart);
+    }
+}
