@@ -8,7 +8,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use pgmaint::config::{format_config_duration, Config, StateLocation};
+use pgmaint::config::{Config, StateLocation};
+use pgmaint::schedule::format_duration;
 use serde_json::{json, Value};
 
 use super::{Failure, Outcome};
@@ -49,7 +50,7 @@ pub fn check(args: CheckArgs) -> Outcome {
 }
 
 fn durations(list: &[std::time::Duration]) -> Vec<String> {
-    list.iter().map(|d| format_config_duration(*d)).collect()
+    list.iter().map(|d| format_duration(*d)).collect()
 }
 
 /// What the daemon would do with this configuration, for `--json`.
@@ -61,8 +62,8 @@ fn summary(config: &Config) -> Value {
     json!({
         "node_name": config.daemon.node_name,
         "data_dir": config.daemon.data_dir,
-        "tick": format_config_duration(config.daemon.tick),
-        "lease": format_config_duration(config.daemon.lease),
+        "tick": format_duration(config.daemon.tick),
+        "lease": format_duration(config.daemon.lease),
         "state": state,
         "state_dir": state_dir,
         "api_socket": config.api.socket,
@@ -78,9 +79,9 @@ fn summary(config: &Config) -> Value {
         "mail_dir": config.smtp.is_none().then(|| config.notify.mail_dir.display().to_string()),
         "lead_times": durations(&config.notify.lead_times),
         "endpoint_port": config.endpoint.port,
-        "server_login_retry": format_config_duration(config.endpoint.server_login_retry),
-        "periodic_interval": format_config_duration(config.maintenance.periodic_interval),
-        "retire_grace": format_config_duration(config.maintenance.retire_grace),
+        "server_login_retry": format_duration(config.endpoint.server_login_retry),
+        "periodic_interval": format_duration(config.maintenance.periodic_interval),
+        "retire_grace": format_duration(config.maintenance.retire_grace),
         "default_window": config.maintenance.default_window,
     })
 }
@@ -111,7 +112,7 @@ fn summary_text(config: &Config) -> String {
     };
     let rows = [
         ("node", format!("{node}, data dir {}", d.data_dir.display())),
-        ("loop", format!("tick {}, lease {}", format_config_duration(d.tick), format_config_duration(d.lease))),
+        ("loop", format!("tick {}, lease {}", format_duration(d.tick), format_duration(d.lease))),
         ("state", config.state.describe()),
         ("api socket", format!("{} ({socket_access})", config.api.socket.display())),
         ("api tcp", tcp),
@@ -122,16 +123,16 @@ fn summary_text(config: &Config) -> String {
             format!(
                 "PgBouncer port {}, server_login_retry {}",
                 config.endpoint.port,
-                format_config_duration(config.endpoint.server_login_retry)
+                format_duration(config.endpoint.server_login_retry)
             ),
         ),
         (
             "maintenance",
             format!(
                 "at least every {}, default window {}, retired servers kept {}",
-                format_config_duration(config.maintenance.periodic_interval),
+                format_duration(config.maintenance.periodic_interval),
                 config.maintenance.default_window,
-                format_config_duration(config.maintenance.retire_grace)
+                format_duration(config.maintenance.retire_grace)
             ),
         ),
     ];

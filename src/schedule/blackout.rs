@@ -8,7 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::{format_duration, parse_timestamp, ScheduleError};
+use super::{format_duration, parse_timestamp, DurationError, ScheduleError};
 
 /// A period `[start, end)` in which no maintenance may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,7 +74,7 @@ impl RecurringBlackout {
             reason: e.to_string(),
         })?;
         if length <= TimeDelta::zero() {
-            return Err(ScheduleError::InvalidDuration(format_duration(length)));
+            return Err(DurationError::NotPositive(format_duration(length)).into());
         }
         Ok(RecurringBlackout { schedule, length })
     }

@@ -6,6 +6,8 @@
 //! plan`, `pgmaint bench planner`) and the engine are thin callers.
 //!
 //! - [`Window`]: `Sunday 14:30 Europe/Berlin`, parsed and printed.
+//! - [`parse_duration`], [`parse_std_duration`], [`format_duration`]: the one
+//!   duration grammar (`1h30m`, `100ms`, `2w`), shared with the configuration.
 //! - [`next_occurrence`]: when a window next happens, DST included.
 //! - [`Blackout`], [`RecurringBlackout`]: when maintenance may not run.
 //! - [`plan()`]: the earliest usable window before a deadline, or a forced run.
@@ -26,9 +28,10 @@ mod tests;
 
 pub use blackout::{Blackout, RecurringBlackout, MAX_EXPANDED_BLACKOUTS};
 pub use duration::{
-    check_window_length, format_duration, parse_duration, parse_window_length, DEFAULT_WINDOW_LENGTH, MAX_WINDOW_LENGTH, MIN_WINDOW_LENGTH,
+    check_window_length, format_duration, parse_duration, parse_std_duration, parse_window_length, DurationValue, DEFAULT_WINDOW_LENGTH,
+    MAX_WINDOW_LENGTH, MIN_WINDOW_LENGTH,
 };
-pub use error::ScheduleError;
+pub use error::{DurationError, ScheduleError};
 pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE, PERIODIC_NOTICE};
 pub use occurrence::{next_occurrence, start_on, Occurrence};
 pub use reminders::reminders_due;

@@ -1,5 +1,6 @@
 //! The shipped configurations parse, they agree with the systemd unit, and
-//! `pgmaint config check` accepts a good file and points at the line of a bad one.
+//! `pgmaint config check` accepts a good file (printing its durations in the
+//! one canonical form) and points at the line of a bad one.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -170,4 +171,43 @@ fn config_check_never_prints_a_password() {
         assert!(all.contains("postgresql://pgmaint:***@state.example.com/pgmaint"), "{all}");
         assert!(all.contains("readable by every user"), "{all}");
     }
+}
+
+#[test]
+fn config_check_prints_durations_in_the_one_canonical_form() {
+    // Durations and the window are read by the grammar the command line uses:
+    // any unit case, spaces, weeks and milliseconds; they print back canonically.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spelled.toml");
+    std::fs::write(
+        &file,
+        "[daemon]\ntick = \"1M 30S\"\nlease = \"3m\"\n\
+         [notify]\nlead_times = [\"36h\", \"2w\", \"1h 30m\"]\n\
+         [endpoint]\nserver_login_retry = \"1s500ms\"\n\
+         [maintenance]\nperiodic_interval = \"1w 2d\"\nretire_grace = \"0s\"\ndefault_window = \"sun 2:00 europe/paris\"\n",
+    )
+    .unwrap();
+    let out = pgmaint(&["config", "check", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let summary = &verdict["summary"];
+    assert_eq!(summary["tick"], "1m30s");
+    assert_eq!(summary["lease"], "3m");
+    assert_eq!(summary["lead_times"], serde_json::json!(["14d", "36h", "1h30m"]));
+    assert_eq!(summary["server_login_retry"], "1s500ms");
+    assert_eq!(summary["periodic_interval"], "9d");
+    assert_eq!(summary["retire_grace"], "0s");
+    assert_eq!(summary["default_window"], "sun 2:00 europe/paris");
+
+    // A duration the grammar refuses is placed at its line and key, with the grammar's reason.
+    std::fs::write(&file, "[daemon]\ntick = \"10s\"\nlease = \"1h30\"\n").unwrap();
+    let out = pgmaint(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "pgmaint: {}:3: bad value for \"lease\" in [daemon]: \"1h30\" has no unit (add one of ms, s, m, h, d, w: e.g. \"30s\")",
+            file.display()
+        )
+    );
 }

@@ -1,0 +1,124 @@
+//! `[endpoint]` and `[maintenance]`: the PgBouncer endpoint a maintenance
+//! switches clients over, and how often and when maintenances run. The
+//! default window is read by [`crate::schedule::Window`]'s parser, the one the
+//! fleet file and `pgmaint window` use, so a window this file accepts is one
+//! the planner can plan.
+
+use super::loader::{convert, field, Field, Loader, RawEndpoint, RawMaintenance};
+use super::{ConfigError, EndpointConfig, MaintenanceConfig};
+use crate::schedule::{ScheduleError, Window};
+
+impl Loader<'_> {
+    /// `[endpoint]`.
+    pub(super) fn endpoint(&self, e: &RawEndpoint, defaults: EndpointConfig) -> Result<EndpointConfig, ConfigError> {
+        Ok(EndpointConfig {
+            port: convert(&field("endpoint", "port", &e.port), self, Field::port)?.unwrap_or(defaults.port),
+            server_login_retry: convert(
+                &field("endpoint", "server_login_retry", &e.server_login_retry),
+                self,
+                Field::positive_duration,
+            )?
+            .unwrap_or(defaults.server_login_retry),
+        })
+    }
+
+    /// `[maintenance]`.
+    pub(super) fn maintenance(
+        &self,
+        m: &RawMaintenance,
+        defaults: MaintenanceConfig,
+    ) -> Result<MaintenanceConfig, ConfigError> {
+        Ok(MaintenanceConfig {
+            periodic_interval: convert(
+                &field("maintenance", "periodic_interval", &m.periodic_interval),
+                self,
+                Field::positive_duration,
+            )?
+            .unwrap_or(defaults.periodic_interval),
+            retire_grace: convert(&field("maintenance", "retire_grace", &m.retire_grace), self, Field::duration)?
+                .unwrap_or(defaults.retire_grace),
+            default_window: convert(&field("maintenance", "default_window", &m.default_window), self, |f, ld| {
+                let window = f.string(ld, "a window such as \"Sunday 02:00 UTC\"")?;
+                window.parse::<Window>().map_err(|e| f.invalid(ld, window_problem(&window, e)))?;
+                Ok(window.split_whitespace().collect::<Vec<_>>().join(" "))
+            })?
+            .unwrap_or(defaults.default_window),
+        })
+    }
+}
+
+/// What is wrong with `window`, worded for the configuration: the part at
+/// fault and an example of the shape.
+fn window_problem(window: &str, error: ScheduleError) -> String {
+    let example = "write e.g. \"Sunday 02:00\" or \"Sunday 02:00 Europe/Paris\"";
+    match error {
+        ScheduleError::EmptyWindow | ScheduleError::MissingTime(_) | ScheduleError::TrailingWords(_) => {
+            format!("\"{window}\" is not <weekday> <HH:MM> [zone]; {example}")
+        }
+        ScheduleError::UnknownDay(day) => format!("\"{day}\" is not a weekday; {example}"),
+        ScheduleError::InvalidTime(time) => format!("\"{time}\" is not a time of day HH:MM; {example}"),
+        ScheduleError::UnknownZone(zone) => {
+            format!("\"{zone}\" is not an IANA time zone (e.g. UTC, Europe/Paris, Asia/Tokyo)")
+        }
+        other => format!("{other}; {example}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Weekday;
+    use chrono_tz::Tz;
+
+    use super::*;
+    use crate::config::test_support::{assert_error, parse};
+
+    #[test]
+    fn default_window_shape() {
+        for good in ["Sunday 02:00", "sunday 2:00 UTC", "Tuesdays 14:30 Asia/Tokyo", "Sat 23:59 Europe/Paris"] {
+            let config = parse(&format!("[maintenance]\ndefault_window = \"{good}\"\n")).unwrap();
+            assert_eq!(config.maintenance.default_window, good);
+        }
+        for (bad, words) in [
+            ("Sunday", "is not <weekday>"),
+            ("Sunday 02:00 UTC extra", "is not <weekday>"),
+            ("Sonday 02:00", "not a weekday"),
+            ("Sunday 24:00", "not a time of day"),
+            ("Sunday 2:5", "not a time of day"),
+            ("Sunday 02:00 Mars/Olympus", "not an IANA time zone"),
+        ] {
+            assert_error(
+                &format!("\n[maintenance]\ndefault_window = \"{bad}\"\n"),
+                3,
+                "maintenance.default_window",
+                words,
+            );
+        }
+    }
+
+    /// The window is read as the planner reads it: a zone in any case, as in
+    /// fleet files and on the command line (the shape check this replaced
+    /// wanted chrono-tz's exact spelling).
+    #[test]
+    fn default_window_is_a_schedule_window() {
+        let config = parse("[maintenance]\ndefault_window = \" sundays  2:00 europe/paris \"\n").unwrap();
+        assert_eq!(config.maintenance.default_window, "sundays 2:00 europe/paris");
+        let window: Window = config.maintenance.default_window.parse().unwrap();
+        assert_eq!(window, Window::new(Weekday::Sun, 2, 0, Tz::Europe__Paris).unwrap());
+        let default: Window = crate::config::Config::default().maintenance.default_window.parse().unwrap();
+        assert_eq!(default, Window::new(Weekday::Sun, 2, 0, Tz::UTC).unwrap());
+        assert_error(
+            "[maintenance]\ndefault_window = \"Sunday 02:00 europe/pariss\"\n",
+            2,
+            "maintenance.default_window",
+            "\"europe/pariss\" is not an IANA time zone",
+        );
+    }
+
+    #[test]
+    fn endpoint_values() {
+        let config = parse("[endpoint]\nport = 7432\nserver_login_retry = \"1s 500ms\"\n").unwrap();
+        assert_eq!((config.endpoint.port, config.endpoint.server_login_retry), (7432, std::time::Duration::from_millis(1500)));
+        assert_error("[endpoint]\nserver_login_retry = \"0ms\"\n", 2, "endpoint.server_login_retry", "must be longer than zero");
+        assert_error("[endpoint]\nport = 0\n", 2, "endpoint.port", "0 is not a port number");
+    }
+}
