@@ -54,6 +54,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     tracing::info!(mail = %notifier.describe(), "owner mail");
     Ok(Engine::new(store, Arc::new(provider), endpoint, config.daemon.node_name())
         .with_claim_lease(config.daemon.lease)
+        .with_default_window(config.maintenance.default_window.clone())
         .with_failpoint(failpoint)
         .with_notifier(notifier))
 }

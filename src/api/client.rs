@@ -1,10 +1,10 @@
 //! The API's client: HTTP/1.1 over the daemon's Unix socket (or TCP with a
 //! bearer token), one connection per request, JSON in and out.
 //!
-//! Answers come back as `serde_json::Value` (the server's views, exactly as
-//! served, so `--json` prints what the API says) or, for the run report, as
-//! [`RunReportBody`]. An error answer becomes [`ClientError::Status`] with the
-//! HTTP status and the server's `error` text.
+//! Every answer comes back as its wire type from [`super::types`], the same
+//! type the server answered with (so `--json` prints what the API says). An
+//! error answer becomes [`ClientError::Status`] with the HTTP status and the
+//! server's `error` text.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,13 +13,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
-use super::{
-    AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, PromoteDatabase, RequireMaintenance, Rollback, RunMaintenance, RunReportBody,
-    SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase, WaitIdle, USER_HEADER,
+use super::types::{
+    AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary, Destroyed,
+    ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome, ReleaseSummary,
+    RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase,
+    WaitIdle, WindowStatus,
 };
+use super::USER_HEADER;
 
 /// Why a request got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -128,131 +131,123 @@ impl Client {
         Ok((status, bytes))
     }
 
-    /// Sends a JSON request and parses a JSON answer; an error status becomes [`ClientError::Status`].
-    async fn call(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> ClientResult<Value> {
+    /// Sends a JSON request and parses the answer as `T`; an error status becomes [`ClientError::Status`].
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> ClientResult<T> {
         let body = match body {
             Some(body) => Some(serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer(e.to_string()))?),
             None => None,
         };
         let (status, bytes) = self.raw(method, path, body).await?;
-        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if status.is_success() {
-            return value.ok_or_else(|| ClientError::BadAnswer(format!("{status}: {}", String::from_utf8_lossy(&bytes))));
+        if !status.is_success() {
+            return Err(status_error(status, &bytes));
         }
-        let message = value
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()));
-        Err(ClientError::Status { status: status.as_u16(), message })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(format!("{path}: {e}: {}", String::from_utf8_lossy(&bytes).trim())))
     }
 
-    async fn get(&self, path: &str) -> ClientResult<Value> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> ClientResult<T> {
         self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn list_databases(&self) -> ClientResult<Value> {
+    pub async fn list_databases(&self) -> ClientResult<Vec<DatabaseSummary>> {
         self.get("/v1/databases").await
     }
 
     /// Creates a database and answers with its info once it is available.
-    pub async fn create_database(&self, request: &CreateDatabase) -> ClientResult<Value> {
+    pub async fn create_database(&self, request: &CreateDatabase) -> ClientResult<DatabaseInfo> {
         self.call(Method::POST, "/v1/databases", Some(request)).await
     }
 
-    pub async fn destroy_database(&self, name: &str, confirm: &str) -> ClientResult<Value> {
+    pub async fn destroy_database(&self, name: &str, confirm: &str) -> ClientResult<Destroyed> {
         self.call(Method::DELETE, &format!("/v1/databases/{}?confirm={}", segment(name), segment(confirm)), None::<&()>).await
     }
 
-    /// The `info` view (DatabaseInfo).
-    pub async fn info(&self, name: &str) -> ClientResult<Value> {
+    /// The `info` view.
+    pub async fn info(&self, name: &str) -> ClientResult<DatabaseInfo> {
         self.get(&format!("/v1/databases/{}", segment(name))).await
     }
 
-    /// Records a required maintenance; answers with its MaintenanceView.
-    pub async fn require_maintenance(&self, name: &str, request: &RequireMaintenance) -> ClientResult<Value> {
+    /// Records a required maintenance; answers with it as planned.
+    pub async fn require_maintenance(&self, name: &str, request: &RequireMaintenance) -> ClientResult<MaintenanceView> {
         self.call(Method::POST, &format!("/v1/databases/{}/maintenance", segment(name)), Some(request)).await
     }
 
-    /// `{"maintenance": MaintenanceView|null, "status_line": "..."}`.
-    pub async fn maintenance(&self, name: &str) -> ClientResult<Value> {
+    /// The open maintenance, if any, and its status line.
+    pub async fn maintenance(&self, name: &str) -> ClientResult<MaintenanceStatus> {
         self.get(&format!("/v1/databases/{}/maintenance", segment(name))).await
     }
 
-    /// `{"window": "...", "maintenance": MaintenanceView|null, "status_line": "..."}`.
-    pub async fn set_window(&self, name: &str, window: &str) -> ClientResult<Value> {
+    /// Sets the window; answers with it and the re-planned maintenance.
+    pub async fn set_window(&self, name: &str, window: &str) -> ClientResult<WindowStatus> {
         self.call(Method::PUT, &format!("/v1/databases/{}/window", segment(name)), Some(&SetWindow { window: window.to_string() })).await
     }
 
     /// Runs the pending maintenance and answers when it has finished.
     pub async fn run_maintenance(&self, name: &str, force: bool) -> ClientResult<RunReportBody> {
-        let value = self.call(Method::POST, &format!("/v1/databases/{}/maintenance/run", segment(name)), Some(&RunMaintenance { force })).await?;
-        serde_json::from_value(value).map_err(|e| ClientError::BadAnswer(format!("run report: {e}")))
+        self.call(Method::POST, &format!("/v1/databases/{}/maintenance/run", segment(name)), Some(&RunMaintenance { force })).await
     }
 
-    /// A list of HistoryEntry, newest first.
-    pub async fn history(&self, name: &str) -> ClientResult<Value> {
+    /// Past maintenances, newest first.
+    pub async fn history(&self, name: &str) -> ClientResult<Vec<HistoryEntry>> {
         self.get(&format!("/v1/databases/{}/maintenance/history", segment(name))).await
     }
 
-    pub async fn wait(&self, name: &str, timeout_seconds: u64) -> ClientResult<Value> {
+    pub async fn wait(&self, name: &str, timeout_seconds: u64) -> ClientResult<Idle> {
         self.call(Method::POST, &format!("/v1/databases/{}/wait", segment(name)), Some(&WaitIdle { timeout_seconds })).await
     }
 
-    /// Creates an app; answers with its AppView.
-    pub async fn create_app(&self, request: &CreateApp) -> ClientResult<Value> {
+    /// Creates an app; answers with it and its first release.
+    pub async fn create_app(&self, request: &CreateApp) -> ClientResult<AppView> {
         self.call(Method::POST, "/v1/apps", Some(request)).await
     }
 
-    pub async fn set_app_maintenance(&self, name: &str, on: bool) -> ClientResult<Value> {
+    pub async fn set_app_maintenance(&self, name: &str, on: bool) -> ClientResult<AppView> {
         self.call(Method::PUT, &format!("/v1/apps/{}/maintenance", segment(name)), Some(&SetAppMaintenance { on })).await
     }
 
-    pub async fn app_maintenance(&self, name: &str) -> ClientResult<Value> {
+    pub async fn app_maintenance(&self, name: &str) -> ClientResult<AppView> {
         self.get(&format!("/v1/apps/{}/maintenance", segment(name))).await
     }
 
-    /// Attaches a database to an app; answers with the new release (ReleaseOutcome).
-    pub async fn attach(&self, app: &str, request: &AttachDatabase) -> ClientResult<Value> {
+    /// Attaches a database to an app; answers with the new release.
+    pub async fn attach(&self, app: &str, request: &AttachDatabase) -> ClientResult<ReleaseOutcome> {
         self.call(Method::POST, &format!("/v1/apps/{}/attachments", segment(app)), Some(request)).await
     }
 
-    /// `{"app": ..., "version": N|null, "config": {KEY: VALUE}}`.
-    pub async fn config(&self, app: &str) -> ClientResult<Value> {
+    /// The app's current config.
+    pub async fn config(&self, app: &str) -> ClientResult<ConfigView> {
         self.get(&format!("/v1/apps/{}/config", segment(app))).await
     }
 
     /// Sets config vars; answers with the new release.
-    pub async fn set_config(&self, app: &str, request: &SetConfig) -> ClientResult<Value> {
+    pub async fn set_config(&self, app: &str, request: &SetConfig) -> ClientResult<ReleaseOutcome> {
         self.call(Method::PUT, &format!("/v1/apps/{}/config", segment(app)), Some(request)).await
     }
 
     /// Unsets a config var; answers with the new release.
-    pub async fn unset_config(&self, app: &str, key: &str) -> ClientResult<Value> {
+    pub async fn unset_config(&self, app: &str, key: &str) -> ClientResult<ReleaseOutcome> {
         self.call(Method::DELETE, &format!("/v1/apps/{}/config/{}", segment(app), segment(key)), None::<&()>).await
     }
 
-    /// A list of ReleaseSummary, newest first.
-    pub async fn releases(&self, app: &str) -> ClientResult<Value> {
+    /// The app's releases, newest first.
+    pub async fn releases(&self, app: &str) -> ClientResult<Vec<ReleaseSummary>> {
         self.get(&format!("/v1/apps/{}/releases", segment(app))).await
     }
 
-    /// One release (ReleaseInfo).
-    pub async fn release(&self, app: &str, version: i32) -> ClientResult<Value> {
+    /// One release and its config.
+    pub async fn release(&self, app: &str, version: i32) -> ClientResult<ReleaseInfo> {
         self.get(&format!("/v1/apps/{}/releases/v{version}", segment(app))).await
     }
 
     /// Rolls back to `version` (the previous release when `None`); answers with the new release.
-    pub async fn rollback(&self, app: &str, version: Option<i32>) -> ClientResult<Value> {
+    pub async fn rollback(&self, app: &str, version: Option<i32>) -> ClientResult<ReleaseOutcome> {
         self.call(Method::POST, &format!("/v1/apps/{}/rollback", segment(app)), Some(&Rollback { version })).await
     }
 
     /// Copies `request.source` into `target`, calling `on_event` with every
-    /// newline-delimited JSON event the server streams (progress, then `done`
-    /// or `error`); answers with the final `done` event. An `error` event
-    /// becomes [`ClientError::Status`] with the status it carries.
-    pub async fn copy_database(&self, target: &str, request: &CopyDatabase, mut on_event: impl FnMut(&Value)) -> ClientResult<Value> {
+    /// event the server streams (progress, then `done` or `error`); answers
+    /// with the `done` event. An `error` event becomes [`ClientError::Status`]
+    /// with the status it carries.
+    pub async fn copy_database(&self, target: &str, request: &CopyDatabase, mut on_event: impl FnMut(&CopyEvent)) -> ClientResult<CopyDone> {
         let at = self.place();
         let body = serde_json::to_vec(request).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         let response = self.send(Method::POST, &format!("/v1/databases/{}/copy", segment(target)), Some(body)).await?;
@@ -260,54 +255,47 @@ impl Client {
         let mut body = response.into_body();
         if !status.is_success() {
             let bytes = body.collect().await.map_err(|e| ClientError::Transport { at, message: e.to_string() })?.to_bytes();
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()));
-            return Err(ClientError::Status { status: status.as_u16(), message });
+            return Err(status_error(status, &bytes));
         }
         let mut pending: Vec<u8> = Vec::new();
-        let mut last: Option<Value> = None;
+        let mut last: Option<CopyEvent> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Transport { at: at.clone(), message: e.to_string() })?;
             let Ok(data) = frame.into_data() else { continue };
             pending.extend_from_slice(&data);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                let event: Value = serde_json::from_slice(&line).map_err(|e| ClientError::BadAnswer(format!("copy event: {e}")))?;
+                let event: CopyEvent = serde_json::from_slice(&line).map_err(|e| ClientError::BadAnswer(format!("copy event: {e}")))?;
                 on_event(&event);
                 last = Some(event);
             }
         }
-        let last = last.ok_or_else(|| ClientError::BadAnswer("the copy stream ended without an event".into()))?;
-        match last.get("event").and_then(Value::as_str) {
-            Some("done") => Ok(last),
-            Some("error") => Err(ClientError::Status {
-                status: last.get("status").and_then(Value::as_u64).unwrap_or(500) as u16,
-                message: last.get("error").and_then(Value::as_str).unwrap_or("the copy failed").to_string(),
-            }),
-            _ => Err(ClientError::BadAnswer("the copy stream ended before the copy did (daemon stopped?)".into())),
+        match last {
+            Some(CopyEvent::Done(done)) => Ok(done),
+            Some(CopyEvent::Error(failed)) => Err(ClientError::Status { status: failed.status, message: failed.error }),
+            Some(CopyEvent::Progress(_)) => Err(ClientError::BadAnswer("the copy stream ended before the copy did (daemon stopped?)".into())),
+            None => Err(ClientError::BadAnswer("the copy stream ended without an event".into())),
         }
     }
 
     /// Changes a database's plan: answers at once with the planned maintenance
     /// (standard tier and up) or when the change has been made (essential).
     pub async fn upgrade(&self, name: &str, request: &UpgradeDatabase) -> ClientResult<UpgradeAnswer> {
-        let value = self.call(Method::POST, &format!("/v1/databases/{}/upgrade", segment(name)), Some(request)).await?;
-        serde_json::from_value(value).map_err(|e| ClientError::BadAnswer(format!("upgrade answer: {e}")))
+        self.call(Method::POST, &format!("/v1/databases/{}/upgrade", segment(name)), Some(request)).await
     }
 
     /// Stops a follower following; answers with its info (now `Forked From`).
-    pub async fn unfollow(&self, name: &str, confirm: &str) -> ClientResult<Value> {
+    pub async fn unfollow(&self, name: &str, confirm: &str) -> ClientResult<DatabaseInfo> {
         self.call(Method::POST, &format!("/v1/databases/{}/unfollow", segment(name)), Some(&Unfollow { confirm: confirm.to_string() })).await
     }
 
     /// Makes a database an app's DATABASE_URL; answers with the promotion (release, followers).
-    pub async fn promote(&self, name: &str, request: &PromoteDatabase) -> ClientResult<Value> {
+    pub async fn promote(&self, name: &str, request: &PromoteDatabase) -> ClientResult<Promotion> {
         self.call(Method::POST, &format!("/v1/databases/{}/promote", segment(name)), Some(request)).await
     }
 
-    pub async fn openapi(&self) -> ClientResult<Value> {
+    /// The OpenAPI document.
+    pub async fn openapi(&self) -> ClientResult<utoipa::openapi::OpenApi> {
         self.get("/openapi.json").await
     }
 
@@ -321,6 +309,14 @@ impl Client {
             Err(ClientError::Status { status: status.as_u16(), message: text })
         }
     }
+}
+
+/// An error answer: the server's `error` text, or the status and body when it sent none.
+fn status_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorAnswer>(bytes)
+        .map(|answer| answer.error)
+        .unwrap_or_else(|_| format!("{status}: {}", String::from_utf8_lossy(bytes).trim()));
+    ClientError::Status { status: status.as_u16(), message }
 }
 
 /// The user this client runs as, to name who made a release.

@@ -1,8 +1,9 @@
 //! Prometheus metrics through the `metrics` facade.
 //!
 //! [`install_metrics`] installs the process-wide recorder once and returns its
-//! handle; `GET /metrics` refreshes the store-derived gauges and renders the
-//! handle's text. The daemon records the tick-related figures with
+//! handle; `GET /metrics` refreshes the store-derived gauges (from the
+//! engine's [`StoreGauges`]) and renders the handle's text. The daemon
+//! records the tick-related figures with
 //! [`record_tick`] and [`record_write_pause`] (the API's `maintenance run`
 //! records its write pause too).
 //!
@@ -19,7 +20,7 @@ use std::time::Duration;
 use metrics::{describe_gauge, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::store::{Store, StoreResult};
+use crate::engine::StoreGauges;
 
 pub const MAINTENANCES: &str = "pgmaint_maintenances";
 pub const OUTBOX_DEPTH: &str = "pgmaint_outbox_depth";
@@ -67,8 +68,8 @@ pub fn record_write_pause(pause: Duration) {
 }
 
 /// Sets the gauges that come from the store (at each scrape).
-pub async fn refresh_from_store(store: &Store) -> StoreResult<()> {
-    let counts = store.maintenance_counts_by_state().await?;
+pub fn refresh_from_store(gauges: &StoreGauges) {
+    let counts = &gauges.maintenances_by_state;
     for state in STATES {
         let count = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
         gauge!(MAINTENANCES, "state" => state).set(count as f64);
@@ -76,6 +77,5 @@ pub async fn refresh_from_store(store: &Store) -> StoreResult<()> {
     for (state, count) in counts.iter().filter(|(s, _)| !STATES.contains(&s.as_str())) {
         gauge!(MAINTENANCES, "state" => state.clone()).set(*count as f64);
     }
-    gauge!(OUTBOX_DEPTH).set(store.outbox_depth().await? as f64);
-    Ok(())
+    gauge!(OUTBOX_DEPTH).set(gauges.outbox_depth as f64);
 }

@@ -6,6 +6,12 @@
 //! app maintenance mode with its hooks) runs in its own task, so a client that
 //! goes away mid-request never cancels a maintenance half-way; the server waits
 //! for such work before [`serve`] returns.
+//!
+//! Handlers only translate: they parse requests, call one engine method, and
+//! answer with the wire types of [`super::types`]; every read of the state and
+//! every default lives in the engine. Each handler carries its OpenAPI
+//! description (`#[utoipa::path]`), and [`table`] is the one list of routes the
+//! router is built from and the document is checked against.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -13,40 +19,38 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path as UrlPath, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, RwLock};
 
-use super::{
-    metrics, openapi, ApiError, AttachDatabase, CopyDatabase, CreateApp, CreateDatabase, PromoteDatabase, RequireMaintenance, Rollback,
-    RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase, WaitIdle, DEFAULT_WINDOW,
-    USER_HEADER,
+use super::types::{
+    AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary,
+    Destroyed, ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome,
+    ReleaseSummary, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer,
+    UpgradeDatabase, WaitIdle, WindowStatus,
 };
+use super::{metrics, openapi, ApiError, USER_HEADER};
 use crate::config::ApiConfig;
-use crate::engine::{
-    parse_version, AppView, ConfigView, DatabaseInfo, DatabaseSpec, DatabaseSummary, Engine, EngineError, EngineResult, ErrorKind, HistoryEntry,
-    MaintenanceView, PlanChange, Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, DEFAULT_MAKER,
-};
+use crate::engine::{parse_version, Engine, EngineError, EngineResult, ErrorKind, PlanChangeOutcome, RunReport, DEFAULT_COPY_WORKERS, DEFAULT_MAKER};
+use crate::model::Reason;
+use crate::schedule;
 use crate::store::AppHooks;
-use crate::model::{Plan, Reason, NO_MAINTENANCE};
-use crate::schedule::{self, Window};
-use crate::store::StoreError;
 
-/// Every window is this long (the reference's 4 hours).
-const WINDOW_LENGTH: Duration = Duration::from_secs(4 * 3600);
 /// The longest `wait` the server accepts.
 const MAX_WAIT_SECS: u64 = 7 * 24 * 3600;
+/// The most parallel table streams a copy may ask for.
+const MAX_COPY_WORKERS: usize = 32;
 
 /// Serves the control API until `shutdown` completes, then lets requests in
 /// flight (a maintenance run included) finish and removes its socket.
@@ -227,29 +231,94 @@ impl ApiState {
     }
 }
 
+/// An HTTP method the API answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    /// Lower case, as an OpenAPI path item names its operations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Put => "put",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One route of the API; the path is in OpenAPI's syntax, which axum shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub verb: Verb,
+    pub path: &'static str,
+}
+
+fn at<H, T>(verb: Verb, path: &'static str, handler: H) -> (Route, MethodRouter<ApiState>)
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    (Route { verb, path }, on(verb.filter(), handler))
+}
+
+/// Every route with its handler: the router is built from this table, and
+/// [`routes`] (which the OpenAPI document is checked against) reads it.
+fn table() -> Vec<(Route, MethodRouter<ApiState>)> {
+    use Verb::{Delete, Get, Post, Put};
+    vec![
+        at(Get, "/v1/databases", list_databases),
+        at(Post, "/v1/databases", create_database),
+        at(Get, "/v1/databases/{name}", database_info),
+        at(Delete, "/v1/databases/{name}", destroy_database),
+        at(Post, "/v1/databases/{name}/maintenance", require_maintenance),
+        at(Get, "/v1/databases/{name}/maintenance", show_maintenance),
+        at(Put, "/v1/databases/{name}/window", set_window),
+        at(Post, "/v1/databases/{name}/maintenance/run", run_maintenance),
+        at(Get, "/v1/databases/{name}/maintenance/history", history),
+        at(Post, "/v1/databases/{name}/wait", wait_idle),
+        at(Post, "/v1/databases/{name}/copy", copy_database),
+        at(Post, "/v1/databases/{name}/upgrade", upgrade_database),
+        at(Post, "/v1/databases/{name}/unfollow", unfollow_database),
+        at(Post, "/v1/databases/{name}/promote", promote_database),
+        at(Post, "/v1/apps", create_app),
+        at(Get, "/v1/apps/{name}/maintenance", app_maintenance),
+        at(Put, "/v1/apps/{name}/maintenance", set_app_maintenance),
+        at(Post, "/v1/apps/{name}/attachments", attach),
+        at(Get, "/v1/apps/{name}/config", show_config),
+        at(Put, "/v1/apps/{name}/config", set_config),
+        at(Delete, "/v1/apps/{name}/config/{key}", unset_config),
+        at(Get, "/v1/apps/{name}/releases", releases),
+        at(Get, "/v1/apps/{name}/releases/{version}", release_info),
+        at(Post, "/v1/apps/{name}/rollback", rollback),
+        at(Get, "/openapi.json", openapi_document),
+        at(Get, "/metrics", render_metrics),
+    ]
+}
+
+/// Every route the server answers.
+pub fn routes() -> Vec<Route> {
+    table().into_iter().map(|(route, _)| route).collect()
+}
+
 fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/databases", get(list_databases).post(create_database))
-        .route("/v1/databases/{name}", get(database_info).delete(destroy_database))
-        .route("/v1/databases/{name}/maintenance", get(show_maintenance).post(require_maintenance))
-        .route("/v1/databases/{name}/window", put(set_window))
-        .route("/v1/databases/{name}/maintenance/run", post(run_maintenance))
-        .route("/v1/databases/{name}/maintenance/history", get(history))
-        .route("/v1/databases/{name}/wait", post(wait_idle))
-        .route("/v1/databases/{name}/copy", post(copy_database))
-        .route("/v1/databases/{name}/upgrade", post(upgrade_database))
-        .route("/v1/databases/{name}/unfollow", post(unfollow_database))
-        .route("/v1/databases/{name}/promote", post(promote_database))
-        .route("/v1/apps", post(create_app))
-        .route("/v1/apps/{name}/maintenance", get(app_maintenance).put(set_app_maintenance))
-        .route("/v1/apps/{name}/attachments", post(attach))
-        .route("/v1/apps/{name}/config", get(show_config).put(set_config))
-        .route("/v1/apps/{name}/config/{key}", delete(unset_config))
-        .route("/v1/apps/{name}/releases", get(releases))
-        .route("/v1/apps/{name}/releases/{version}", get(release_info))
-        .route("/v1/apps/{name}/rollback", post(rollback))
-        .route("/openapi.json", get(openapi_document))
-        .route("/metrics", get(render_metrics))
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, (route, handler)| router.route(route.path, handler))
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             HttpError::new(StatusCode::NOT_FOUND, format!("no route {method} {}", uri.path()))
         })
@@ -305,15 +374,9 @@ impl From<EngineError> for HttpError {
     }
 }
 
-impl From<StoreError> for HttpError {
-    fn from(error: StoreError) -> Self {
-        EngineError::from(error).into()
-    }
-}
-
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (self.status, Json(ErrorAnswer { error: self.message })).into_response()
     }
 }
 
@@ -337,34 +400,33 @@ fn rejection_error(rejection: JsonRejection) -> HttpError {
 
 type Answer<T> = Result<Json<T>, HttpError>;
 
+/// List the fleet's databases.
+#[utoipa::path(get, path = "/v1/databases", operation_id = "listDatabases", tag = "databases",
+    responses((status = 200, description = "Databases", body = Vec<DatabaseSummary>)))]
 async fn list_databases(State(state): State<ApiState>) -> Answer<Vec<DatabaseSummary>> {
     Ok(Json(state.engine.list_databases().await?))
 }
 
+/// Create a database (a primary, or a follower with `follow`); answers once it is available.
+#[utoipa::path(post, path = "/v1/databases", operation_id = "createDatabase", tag = "databases", request_body = CreateDatabase,
+    responses(
+        (status = 201, description = "The new database's info", body = DatabaseInfo),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown leader", body = ErrorAnswer),
+        (status = 409, description = "A database of that name exists", body = ErrorAnswer),
+    ))]
 async fn create_database(State(state): State<ApiState>, Body(request): Body<CreateDatabase>) -> Result<(StatusCode, Json<DatabaseInfo>), HttpError> {
-    let plan: Plan = request.plan.parse().map_err(HttpError::bad)?;
-    let window_text = request.window.as_deref().unwrap_or(DEFAULT_WINDOW);
-    let window: Window = window_text.parse().map_err(|e| HttpError::bad(format!("window {window_text:?}: {e}")))?;
-    for owner in &request.owners {
-        owner.parse::<lettre::Address>().map_err(|e| HttpError::bad(format!("owner {owner:?} is not an email address: {e}")))?;
-    }
-    let spec = DatabaseSpec {
-        name: request.name,
-        plan,
-        follow: request.follow,
-        window: window.to_string(),
-        window_length: WINDOW_LENGTH,
-        owners: request.owners,
-    };
-    let info = state
-        .detached(move |engine| async move {
-            engine.create_database(&spec).await?;
-            engine.info(&spec.name).await
-        })
-        .await?;
+    let info = state.detached(move |engine| async move { engine.create_requested_database(&request).await }).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+/// The `info` block: plan, status, data size, following, HA, maintenance, window, endpoint.
+#[utoipa::path(get, path = "/v1/databases/{name}", operation_id = "databaseInfo", tag = "databases",
+    params(("name" = String, Path, description = "Database name")),
+    responses(
+        (status = 200, description = "Info", body = DatabaseInfo),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+    ))]
 async fn database_info(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<DatabaseInfo> {
     Ok(Json(state.engine.info(&name).await?))
 }
@@ -374,13 +436,33 @@ struct Confirm {
     confirm: Option<String>,
 }
 
-async fn destroy_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Query(query): Query<Confirm>) -> Answer<Value> {
+/// Destroy a database, its servers and records.
+#[utoipa::path(delete, path = "/v1/databases/{name}", operation_id = "destroyDatabase", tag = "databases",
+    params(
+        ("name" = String, Path, description = "Database name"),
+        ("confirm" = String, Query, description = "Must repeat the database's name"),
+    ),
+    responses(
+        (status = 200, description = "Destroyed", body = Destroyed),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Confirmation missing or wrong, or the database has followers", body = ErrorAnswer),
+    ))]
+async fn destroy_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Query(query): Query<Confirm>) -> Answer<Destroyed> {
     let confirm = query.confirm.unwrap_or_default();
     let destroyed = name.clone();
     state.detached(move |engine| async move { engine.destroy_database(&name, &confirm).await }).await?;
-    Ok(Json(json!({ "destroyed": destroyed })))
+    Ok(Json(Destroyed { destroyed }))
 }
 
+/// Record a required maintenance and plan it into the window.
+#[utoipa::path(post, path = "/v1/databases/{name}/maintenance", operation_id = "requireMaintenance", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")), request_body = RequireMaintenance,
+    responses(
+        (status = 201, description = "The planned maintenance", body = MaintenanceView),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "A maintenance is already open", body = ErrorAnswer),
+    ))]
 async fn require_maintenance(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -392,27 +474,37 @@ async fn require_maintenance(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn show_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<Value> {
-    let database = state.engine.store().database_named(&name).await?;
-    let view = state.engine.maintenance_view(&database).await?;
-    let status_line = view.as_ref().map_or(NO_MAINTENANCE.to_string(), |v| v.status_line.clone());
-    Ok(Json(json!({ "maintenance": view, "status_line": status_line })))
+/// The pending maintenance and its one-line status.
+#[utoipa::path(get, path = "/v1/databases/{name}/maintenance", operation_id = "showMaintenance", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")),
+    responses(
+        (status = 200, description = "Status", body = MaintenanceStatus),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+    ))]
+async fn show_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<MaintenanceStatus> {
+    Ok(Json(state.engine.maintenance_status(&name).await?))
 }
 
-async fn set_window(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetWindow>) -> Answer<Value> {
-    let view = {
-        let name = name.clone();
-        state.detached(move |engine| async move { engine.set_window(&name, &request.window, Utc::now()).await }).await?
-    };
-    let database = state.engine.store().database_named(&name).await?;
-    let window = match database.window_spec.as_deref().map(str::parse::<Window>) {
-        Some(Ok(window)) => window.describe(TimeDelta::seconds(i64::from(database.window_length_secs.unwrap_or(4 * 3600)))).to_string(),
-        _ => String::new(),
-    };
-    let status_line = view.as_ref().map_or(NO_MAINTENANCE.to_string(), |v| v.status_line.clone());
-    Ok(Json(json!({ "window": window, "maintenance": view, "status_line": status_line })))
+/// Set the weekly window (4 hours) and re-plan the pending maintenance into it.
+#[utoipa::path(put, path = "/v1/databases/{name}/window", operation_id = "setWindow", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")), request_body = SetWindow,
+    responses(
+        (status = 200, description = "The new window and status", body = WindowStatus),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+    ))]
+async fn set_window(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetWindow>) -> Answer<WindowStatus> {
+    Ok(Json(state.detached(move |engine| async move { engine.set_window(&name, &request.window, Utc::now()).await }).await?))
 }
 
+/// Run the pending maintenance now and answer when it has finished; refused unless every attached app is in maintenance mode or `force` is set.
+#[utoipa::path(post, path = "/v1/databases/{name}/maintenance/run", operation_id = "runMaintenance", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")), request_body = RunMaintenance,
+    responses(
+        (status = 200, description = "The run's report (completed, or postponed with `postponed_because`)", body = RunReportBody),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Not in maintenance mode (use force), nothing required, or being run elsewhere", body = ErrorAnswer),
+    ))]
 async fn run_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<RunMaintenance>) -> Answer<RunReportBody> {
     let report = state.detached(move |engine| async move { engine.run_now(&name, request.force).await }).await?;
     if let Some(pause) = report.write_pause {
@@ -421,11 +513,28 @@ async fn run_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<S
     Ok(Json(RunReportBody::from(&report)))
 }
 
+/// Every maintenance of the database, newest first.
+#[utoipa::path(get, path = "/v1/databases/{name}/maintenance/history", operation_id = "maintenanceHistory", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")),
+    responses(
+        (status = 200, description = "History", body = Vec<HistoryEntry>),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+    ))]
 async fn history(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<Vec<HistoryEntry>> {
     Ok(Json(state.engine.history(&name).await?))
 }
 
-async fn wait_idle(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<WaitIdle>) -> Answer<Value> {
+/// Block until the database is not being created, prepared or maintained.
+#[utoipa::path(post, path = "/v1/databases/{name}/wait", operation_id = "waitIdle", tag = "maintenance",
+    params(("name" = String, Path, description = "Database name")), request_body = WaitIdle,
+    responses(
+        (status = 200, description = "Idle", body = Idle),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Still busy when the timeout passed", body = ErrorAnswer),
+        (status = 503, description = "The daemon is shutting down", body = ErrorAnswer),
+    ))]
+async fn wait_idle(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<WaitIdle>) -> Answer<Idle> {
     if request.timeout_seconds > MAX_WAIT_SECS {
         return Err(HttpError::bad(format!("timeout_seconds must be at most {MAX_WAIT_SECS}")));
     }
@@ -436,7 +545,265 @@ async fn wait_idle(State(state): State<ApiState>, UrlPath(name): UrlPath<String>
             return Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down"));
         }
     }
-    Ok(Json(json!({ "name": name, "busy": false })))
+    Ok(Json(Idle { name, busy: false }))
+}
+
+/// Replace this database's data with a copy of another's; the source refuses writes (SQLSTATE 25006) while it runs.
+///
+/// The answer streams newline-delimited JSON events: `progress` lines, then
+/// one `done` (with the report) or `error` (with `error` and `status`). The
+/// copy runs in its own task: a client that goes away does not stop it
+/// half-way, and the source's writability is always restored.
+#[utoipa::path(post, path = "/v1/databases/{name}/copy", operation_id = "copyDatabase", tag = "databases",
+    params(("name" = String, Path, description = "Target database: its data is replaced")), request_body = CopyDatabase,
+    responses(
+        (status = 200, description = "Newline-delimited JSON events", body = CopyEvent, content_type = "application/x-ndjson"),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Confirmation missing or wrong, or a follower named", body = ErrorAnswer),
+    ))]
+async fn copy_database(State(state): State<ApiState>, UrlPath(target): UrlPath<String>, Body(request): Body<CopyDatabase>) -> Result<Response, HttpError> {
+    let workers = request.workers.unwrap_or(DEFAULT_COPY_WORKERS);
+    if workers == 0 || workers > MAX_COPY_WORKERS {
+        return Err(HttpError::bad(format!("workers must be between 1 and {MAX_COPY_WORKERS}")));
+    }
+    state.engine.check_copy(&request.source, &target, &request.confirm).await?;
+    let (events, received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let guard = state.in_flight.clone().read_owned().await;
+    let engine = state.engine.clone();
+    let send = |events: &tokio::sync::mpsc::UnboundedSender<String>, event: CopyEvent| {
+        if let Ok(line) = serde_json::to_string(&event) {
+            let _ = events.send(line + "\n");
+        }
+    };
+    tokio::spawn(async move {
+        let progress_events = events.clone();
+        let progress = move |progress: crate::pg::copy::CopyProgress| send(&progress_events, CopyEvent::Progress(progress));
+        let last = match engine.copy_database(&request.source, &target, &request.confirm, workers, &progress).await {
+            Ok(report) => CopyEvent::Done(CopyDone { source: request.source, target, report }),
+            Err(error) => {
+                let error = HttpError::from(error);
+                CopyEvent::Error(CopyFailed { error: error.message, status: error.status.as_u16() })
+            }
+        };
+        send(&events, last);
+        drop(guard);
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), received))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// Change the plan: standard tier and up requires a `plan-change` maintenance onto a replacement built on the new plan (answered at once); essential copies the data into a new server at once, read-only meanwhile (answered when done).
+#[utoipa::path(post, path = "/v1/databases/{name}/upgrade", operation_id = "upgradeDatabase", tag = "databases",
+    params(("name" = String, Path, description = "Database name")), request_body = UpgradeDatabase,
+    responses(
+        (status = 200, description = "The planned maintenance or the finished run", body = UpgradeAnswer),
+        (status = 400, description = "Bad input (unknown plan, the same plan, a deadline in the past)", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Already open maintenance, followers of a database going essential, or the run is held by another daemon", body = ErrorAnswer),
+    ))]
+async fn upgrade_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<UpgradeDatabase>) -> Answer<UpgradeAnswer> {
+    let required_by = request.required_by.as_deref().map(schedule::parse_timestamp).transpose().map_err(HttpError::bad)?;
+    let database = name.clone();
+    let to_plan = request.plan.clone();
+    let change = state.detached(move |engine| async move { engine.upgrade(&name, &request.plan, required_by, Utc::now()).await }).await?;
+    if let PlanChangeOutcome::Done(RunReport { write_pause: Some(pause), .. }) = &change.outcome {
+        metrics::record_write_pause(*pause);
+    }
+    Ok(Json(UpgradeAnswer::new(database, to_plan, change)))
+}
+
+/// A follower stops following for good and becomes a writable database (`Forked From` its leader).
+#[utoipa::path(post, path = "/v1/databases/{name}/unfollow", operation_id = "unfollowDatabase", tag = "databases",
+    params(("name" = String, Path, description = "The follower")), request_body = Unfollow,
+    responses(
+        (status = 200, description = "The database", body = DatabaseInfo),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "Not a follower, confirmation wrong, or a maintenance open", body = ErrorAnswer),
+    ))]
+async fn unfollow_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<Unfollow>) -> Answer<DatabaseInfo> {
+    Ok(Json(state.detached(move |engine| async move { engine.unfollow(&name, &request.confirm).await }).await?))
+}
+
+/// Make the database an app's DATABASE_URL (release `Promote NAME`); the default-named pooler attachment moves with it; the previous primary's followers are listed, or repointed where they can follow.
+#[utoipa::path(post, path = "/v1/databases/{name}/promote", operation_id = "promoteDatabase", tag = "databases",
+    params(("name" = String, Path, description = "Database name")), request_body = PromoteDatabase,
+    responses(
+        (status = 200, description = "The promotion", body = Promotion),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database or app", body = ErrorAnswer),
+        (status = 409, description = "Still a follower, or already the DATABASE_URL", body = ErrorAnswer),
+    ))]
+async fn promote_database(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    UrlPath(name): UrlPath<String>,
+    Body(request): Body<PromoteDatabase>,
+) -> Answer<Promotion> {
+    Ok(Json(state.detached(move |engine| async move { engine.promote(&name, &request.app, request.repoint_followers, &caller).await }).await?))
+}
+
+/// Create an app attached to a database as DATABASE_URL (release v1), with optional maintenance-mode hooks, env file and restart hook.
+#[utoipa::path(post, path = "/v1/apps", operation_id = "createApp", tag = "apps", request_body = CreateApp,
+    responses(
+        (status = 201, description = "The app and its first release", body = AppView),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "An app of that name exists", body = ErrorAnswer),
+    ))]
+async fn create_app(State(state): State<ApiState>, Caller(caller): Caller, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {
+    let app = state
+        .detached(move |engine| async move {
+            let hooks = AppHooks {
+                on_maintenance_on: request.on_hook.as_deref(),
+                on_maintenance_off: request.off_hook.as_deref(),
+                env_file: request.env_file.as_deref(),
+                restart_hook: request.restart_hook.as_deref(),
+            };
+            engine.create_app(&request.name, &request.attach, &hooks, &caller).await
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// The app's maintenance mode.
+#[utoipa::path(get, path = "/v1/apps/{name}/maintenance", operation_id = "appMaintenance", tag = "apps",
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "The app", body = AppView),
+        (status = 404, description = "Unknown app", body = ErrorAnswer),
+    ))]
+async fn app_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<AppView> {
+    Ok(Json(state.engine.app(&name).await?))
+}
+
+/// Turn the app's maintenance mode on or off (running its hook).
+#[utoipa::path(put, path = "/v1/apps/{name}/maintenance", operation_id = "setAppMaintenance", tag = "apps",
+    params(("name" = String, Path, description = "App name")), request_body = SetAppMaintenance,
+    responses(
+        (status = 200, description = "The app", body = AppView),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown app", body = ErrorAnswer),
+        (status = 409, description = "The hook failed", body = ErrorAnswer),
+    ))]
+async fn set_app_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetAppMaintenance>) -> Answer<AppView> {
+    Ok(Json(state.detached(move |engine| async move { engine.set_app_maintenance(&name, request.on).await }).await?))
+}
+
+/// Attach a database to the app as `NAME_URL` (default: the database's name upper-cased, `-` as `_`); a new release `Attach DB`.
+#[utoipa::path(post, path = "/v1/apps/{name}/attachments", operation_id = "attachDatabase", tag = "releases",
+    params(("name" = String, Path, description = "App name")), request_body = AttachDatabase,
+    responses(
+        (status = 201, description = "The new release", body = ReleaseOutcome),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown app or database", body = ErrorAnswer),
+        (status = 409, description = "The app already has an attachment of that name", body = ErrorAnswer),
+    ))]
+async fn attach(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    UrlPath(name): UrlPath<String>,
+    Body(request): Body<AttachDatabase>,
+) -> Result<(StatusCode, Json<ReleaseOutcome>), HttpError> {
+    let outcome =
+        state.detached(move |engine| async move { engine.attach(&name, &request.database, request.name.as_deref(), &caller).await }).await?;
+    Ok((StatusCode::CREATED, Json(outcome)))
+}
+
+/// The app's current config (its latest release's).
+#[utoipa::path(get, path = "/v1/apps/{name}/config", operation_id = "showConfig", tag = "releases",
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "Config", body = ConfigView),
+        (status = 404, description = "Unknown app", body = ErrorAnswer),
+    ))]
+async fn show_config(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<ConfigView> {
+    Ok(Json(state.engine.config(&name).await?))
+}
+
+/// Set config vars (others are kept); a new release `Set KEY1, KEY2`, then the env file and restart hook.
+#[utoipa::path(put, path = "/v1/apps/{name}/config", operation_id = "setConfig", tag = "releases",
+    params(("name" = String, Path, description = "App name")), request_body = SetConfig,
+    responses(
+        (status = 200, description = "The new release", body = ReleaseOutcome),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown app", body = ErrorAnswer),
+    ))]
+async fn set_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<SetConfig>) -> Answer<ReleaseOutcome> {
+    Ok(Json(state.detached(move |engine| async move { engine.set_config(&name, &request.config, &caller).await }).await?))
+}
+
+/// Unset a config var; a new release `Unset KEY`.
+#[utoipa::path(delete, path = "/v1/apps/{name}/config/{key}", operation_id = "unsetConfig", tag = "releases",
+    params(("name" = String, Path, description = "App name"), ("key" = String, Path, description = "Config var")),
+    responses(
+        (status = 200, description = "The new release", body = ReleaseOutcome),
+        (status = 404, description = "Unknown app or config var", body = ErrorAnswer),
+    ))]
+async fn unset_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath((name, key)): UrlPath<(String, String)>) -> Answer<ReleaseOutcome> {
+    Ok(Json(state.detached(move |engine| async move { engine.unset_config(&name, &key, &caller).await }).await?))
+}
+
+/// The app's releases, newest first; `expired` ones cannot be rolled back to.
+#[utoipa::path(get, path = "/v1/apps/{name}/releases", operation_id = "listReleases", tag = "releases",
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "Releases", body = Vec<ReleaseSummary>),
+        (status = 404, description = "Unknown app", body = ErrorAnswer),
+    ))]
+async fn releases(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<Vec<ReleaseSummary>> {
+    Ok(Json(state.engine.releases(&name).await?))
+}
+
+/// One release: change, who, when, and its config (null once expired).
+#[utoipa::path(get, path = "/v1/apps/{name}/releases/{version}", operation_id = "releaseInfo", tag = "releases",
+    params(("name" = String, Path, description = "App name"), ("version" = String, Path, description = "`v3` or `3`")),
+    responses(
+        (status = 200, description = "Release", body = ReleaseInfo),
+        (status = 400, description = "Malformed version", body = ErrorAnswer),
+        (status = 404, description = "Unknown app or release", body = ErrorAnswer),
+    ))]
+async fn release_info(State(state): State<ApiState>, UrlPath((name, version)): UrlPath<(String, String)>) -> Answer<ReleaseInfo> {
+    let version = parse_version(&version).map_err(HttpError::bad)?;
+    Ok(Json(state.engine.release(&name, version).await?))
+}
+
+/// A new release `Rollback to vN` copying vN's config (the previous release's without a version); undoes no provisioning, warns about URLs of databases that no longer exist.
+#[utoipa::path(post, path = "/v1/apps/{name}/rollback", operation_id = "rollback", tag = "releases",
+    params(("name" = String, Path, description = "App name")), request_body = Rollback,
+    responses(
+        (status = 200, description = "The new release, with `rolled_back_to`", body = ReleaseOutcome),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown app or release", body = ErrorAnswer),
+        (status = 409, description = "The release has expired, or there is none before the latest", body = ErrorAnswer),
+    ))]
+async fn rollback(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<Rollback>) -> Answer<ReleaseOutcome> {
+    if request.version.is_some_and(|v| v < 1) {
+        return Err(HttpError::bad("version must be at least 1"));
+    }
+    Ok(Json(state.detached(move |engine| async move { engine.rollback(&name, request.version, &caller).await }).await?))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_document() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi::document())
+}
+
+/// Prometheus metrics: pgmaint_maintenances{state}, pgmaint_outbox_depth, pgmaint_last_write_pause_ms, pgmaint_tick_seconds.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
+async fn render_metrics(State(state): State<ApiState>) -> Response {
+    match state.engine.store_gauges().await {
+        Ok(gauges) => metrics::refresh_from_store(&gauges),
+        // The scrape still answers, with the gauges as they were.
+        Err(error) => tracing::warn!(%error, "metrics: could not read the state store"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }
 
 /// The user at the other end of a Unix socket connection, from SO_PEERCRED.
@@ -477,172 +844,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The most parallel table streams a copy may ask for.
-const MAX_COPY_WORKERS: usize = 32;
-
-/// Checks the request, then streams the copy's events as NDJSON. The copy runs
-/// in its own task: a client that goes away does not stop it half-way, and the
-/// source's writability is always restored.
-async fn copy_database(State(state): State<ApiState>, UrlPath(target): UrlPath<String>, Body(request): Body<CopyDatabase>) -> Result<Response, HttpError> {
-    let workers = request.workers.unwrap_or(crate::engine::DEFAULT_COPY_WORKERS);
-    if workers == 0 || workers > MAX_COPY_WORKERS {
-        return Err(HttpError::bad(format!("workers must be between 1 and {MAX_COPY_WORKERS}")));
-    }
-    state.engine.check_copy(&request.source, &target, &request.confirm).await?;
-    let (events, received) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let guard = state.in_flight.clone().read_owned().await;
-    let engine = state.engine.clone();
-    tokio::spawn(async move {
-        let progress_events = events.clone();
-        let progress = move |progress: crate::pg::copy::CopyProgress| {
-            let mut event = serde_json::to_value(&progress).unwrap_or_default();
-            event["event"] = json!("progress");
-            let _ = progress_events.send(format!("{event}\n"));
-        };
-        let last = match engine.copy_database(&request.source, &target, &request.confirm, workers, &progress).await {
-            Ok(report) => json!({ "event": "done", "source": request.source, "target": target, "report": report }),
-            Err(error) => {
-                let error = HttpError::from(error);
-                json!({ "event": "error", "error": error.message, "status": error.status.as_u16() })
-            }
-        };
-        let _ = events.send(format!("{last}\n"));
-        drop(guard);
-    });
-    let stream = futures_util::stream::unfold(received, |mut received| async move {
-        received.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), received))
-    });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response())
-}
-
-/// How long a scheduled plan change may wait for its window when the caller gives no deadline.
-const DEFAULT_PLAN_CHANGE_WITHIN: TimeDelta = TimeDelta::days(7);
-
-/// Essential tier: answers when the copy-and-switch has finished. Standard
-/// and up: answers at once with the planned `plan-change` maintenance.
-async fn upgrade_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<UpgradeDatabase>) -> Answer<UpgradeAnswer> {
-    request.plan.parse::<Plan>().map_err(HttpError::bad)?;
-    let now = Utc::now();
-    let required_by = match &request.required_by {
-        Some(text) => schedule::parse_timestamp(text).map_err(HttpError::bad)?,
-        None => now + DEFAULT_PLAN_CHANGE_WITHIN,
-    };
-    if required_by <= now {
-        return Err(HttpError::bad("required_by must be in the future"));
-    }
-    let from_plan = state.engine.store().database_named(&name).await?.plan;
-    let to_plan = request.plan.clone();
-    let database = name.clone();
-    let change = state.detached(move |engine| async move { engine.upgrade(&name, &request.plan, required_by, now).await }).await?;
-    let answer = match change {
-        PlanChange::Scheduled(view) => UpgradeAnswer {
-            database,
-            from_plan,
-            to_plan,
-            strategy: view.strategy.as_str().to_string(),
-            maintenance: Some(serde_json::to_value(&view).map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?),
-            run: None,
-        },
-        PlanChange::Done(report) => {
-            if let Some(pause) = report.write_pause {
-                metrics::record_write_pause(pause);
-            }
-            UpgradeAnswer { database, from_plan, to_plan, strategy: report.strategy.as_str().to_string(), maintenance: None, run: Some(RunReportBody::from(&report)) }
-        }
-    };
-    Ok(Json(answer))
-}
-
-async fn unfollow_database(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<Unfollow>) -> Answer<DatabaseInfo> {
-    Ok(Json(state.detached(move |engine| async move { engine.unfollow(&name, &request.confirm).await }).await?))
-}
-
-async fn promote_database(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    UrlPath(name): UrlPath<String>,
-    Body(request): Body<PromoteDatabase>,
-) -> Answer<Promotion> {
-    Ok(Json(state.detached(move |engine| async move { engine.promote(&name, &request.app, request.repoint_followers, &caller).await }).await?))
-}
-
-async fn create_app(State(state): State<ApiState>, Caller(caller): Caller, Body(request): Body<CreateApp>) -> Result<(StatusCode, Json<AppView>), HttpError> {
-    let app = state
-        .detached(move |engine| async move {
-            let hooks = AppHooks {
-                on_maintenance_on: request.on_hook.as_deref(),
-                on_maintenance_off: request.off_hook.as_deref(),
-                env_file: request.env_file.as_deref(),
-                restart_hook: request.restart_hook.as_deref(),
-            };
-            engine.create_app(&request.name, &request.attach, &hooks, &caller).await
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(app)))
-}
-
-async fn attach(
-    State(state): State<ApiState>,
-    Caller(caller): Caller,
-    UrlPath(name): UrlPath<String>,
-    Body(request): Body<AttachDatabase>,
-) -> Result<(StatusCode, Json<ReleaseOutcome>), HttpError> {
-    let outcome =
-        state.detached(move |engine| async move { engine.attach(&name, &request.database, request.name.as_deref(), &caller).await }).await?;
-    Ok((StatusCode::CREATED, Json(outcome)))
-}
-
-async fn show_config(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<ConfigView> {
-    Ok(Json(state.engine.config(&name).await?))
-}
-
-async fn set_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<SetConfig>) -> Answer<ReleaseOutcome> {
-    Ok(Json(state.detached(move |engine| async move { engine.set_config(&name, &request.config, &caller).await }).await?))
-}
-
-async fn unset_config(State(state): State<ApiState>, Caller(caller): Caller, UrlPath((name, key)): UrlPath<(String, String)>) -> Answer<ReleaseOutcome> {
-    Ok(Json(state.detached(move |engine| async move { engine.unset_config(&name, &key, &caller).await }).await?))
-}
-
-async fn releases(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<Vec<ReleaseSummary>> {
-    Ok(Json(state.engine.releases(&name).await?))
-}
-
-async fn release_info(State(state): State<ApiState>, UrlPath((name, version)): UrlPath<(String, String)>) -> Answer<ReleaseInfo> {
-    let version = parse_version(&version).map_err(HttpError::bad)?;
-    Ok(Json(state.engine.release(&name, version).await?))
-}
-
-async fn rollback(State(state): State<ApiState>, Caller(caller): Caller, UrlPath(name): UrlPath<String>, Body(request): Body<Rollback>) -> Answer<ReleaseOutcome> {
-    if request.version.is_some_and(|v| v < 1) {
-        return Err(HttpError::bad("version must be at least 1"));
-    }
-    Ok(Json(state.detached(move |engine| async move { engine.rollback(&name, request.version, &caller).await }).await?))
-}
-
-async fn set_app_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetAppMaintenance>) -> Answer<AppView> {
-    Ok(Json(state.detached(move |engine| async move { engine.set_app_maintenance(&name, request.on).await }).await?))
-}
-
-async fn app_maintenance(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<AppView> {
-    Ok(Json(state.engine.app(&name).await?))
-}
-
-async fn openapi_document() -> Json<Value> {
-    Json(openapi::document())
-}
-
-async fn render_metrics(State(state): State<ApiState>) -> Response {
-    if let Err(error) = metrics::refresh_from_store(state.engine.store()).await {
-        // The scrape still answers, with the gauges as they were.
-        tracing::warn!(%error, "metrics: could not read the state store");
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[test]
     fn token_comparison() {

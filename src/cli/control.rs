@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use pgmaint::api::{AttachDatabase, Client, ClientError, CopyDatabase, CreateApp, CreateDatabase, RequireMaintenance, RunReportBody, SetConfig};
+use pgmaint::api::{
+    AttachDatabase, Client, ClientError, CopyDatabase, CopyEvent, CopyPhase, CopyProgress, CreateApp, CreateDatabase, DatabaseInfo, ReleaseInfo,
+    ReleaseOutcome, ReleaseSummary, RequireMaintenance, RunReportBody, SetConfig,
+};
 use pgmaint::engine::parse_version;
 use pgmaint::model::{human_size, reference_time, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::{Failure, Outcome};
 
@@ -211,7 +211,8 @@ pub struct CreateArgs {
     /// Create a streaming follower of this database.
     #[arg(long, value_name = "DB")]
     pub follow: Option<String>,
-    /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default "Sunday 02:00 UTC").
+    /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default: the daemon's
+    /// `[maintenance] default_window`, "Sunday 02:00 UTC" unless configured).
     #[arg(long)]
     pub window: Option<String>,
     /// An owner told before and after each maintenance (repeatable).
@@ -355,25 +356,25 @@ fn copy(args: CopyArgs, client: &Client) -> Outcome {
     let terminal = std::io::stderr().is_terminal();
     let json = args.json;
     let request = CopyDatabase { source: args.source.clone(), confirm: args.confirm.clone(), workers: Some(args.workers) };
-    let mut last_phase = String::new();
+    let mut last_phase: Option<CopyPhase> = None;
     let mut last_line = std::time::Instant::now();
-    let on_event = |event: &Value| {
+    let on_event = |event: &CopyEvent| {
         if json {
-            println!("{event}");
+            match serde_json::to_string(event) {
+                Ok(line) => println!("{line}"),
+                Err(error) => eprintln!("pgmaint: copy event: {error}"),
+            }
             return;
         }
-        if event.get("event").and_then(Value::as_str) != Some("progress") {
-            return;
-        }
-        let phase = event.get("phase").and_then(Value::as_str).unwrap_or("").to_string();
-        let line = progress_line(event);
+        let CopyEvent::Progress(progress) = event else { return };
+        let line = progress_line(progress);
         if terminal {
             eprint!("\r\x1b[2K{line}");
-        } else if phase != last_phase || last_line.elapsed() >= std::time::Duration::from_secs(5) {
+        } else if Some(progress.phase) != last_phase || last_line.elapsed() >= std::time::Duration::from_secs(5) {
             eprintln!("{line}");
             last_line = std::time::Instant::now();
         }
-        last_phase = phase;
+        last_phase = Some(progress.phase);
     };
     if !json {
         eprintln!("Copying {} to {} ({} refuses writes until the copy ends)...", args.source, args.target, args.source);
@@ -386,39 +387,40 @@ fn copy(args: CopyArgs, client: &Client) -> Outcome {
     if json {
         return Ok(());
     }
-    let report = &done["report"];
-    let tables = report["tables"].as_array().map_or(0, Vec::len);
+    let report = &done.report;
     println!(
-        "Copied {} to {}: {tables} tables, {} rows, {} in {:.1}s (verified)",
-        args.source,
-        args.target,
-        report["rows"].as_u64().unwrap_or(0),
-        human_size(report["bytes"].as_i64().unwrap_or(0)),
-        report["seconds"].as_f64().unwrap_or(0.0)
+        "Copied {} to {}: {} tables, {} rows, {} in {:.1}s (verified)",
+        done.source,
+        done.target,
+        report.tables.len(),
+        report.rows,
+        human_size(i64::try_from(report.bytes).unwrap_or(i64::MAX)),
+        report.seconds
     );
     Ok(())
 }
 
 /// `data: 1.2 GB of ~2.0 GB, 3/8 tables, ETA 9s`.
-fn progress_line(event: &Value) -> String {
-    let phase = event["phase"].as_str().unwrap_or("?");
-    let bytes = human_size(event["bytes"].as_i64().unwrap_or(0));
-    let estimate = human_size(event["bytes_estimate"].as_i64().unwrap_or(0));
-    let tables = format!("{}/{} tables", event["tables_done"].as_u64().unwrap_or(0), event["tables_total"].as_u64().unwrap_or(0));
-    let eta = match (phase, event["eta_seconds"].as_f64()) {
-        ("data", Some(eta)) => format!(", ETA {eta:.0}s"),
+fn progress_line(progress: &CopyProgress) -> String {
+    let size = |bytes: u64| human_size(i64::try_from(bytes).unwrap_or(i64::MAX));
+    let eta = match (progress.phase, progress.eta_seconds) {
+        (CopyPhase::Data, Some(eta)) => format!(", ETA {eta:.0}s"),
         _ => String::new(),
     };
-    format!("{phase}: {bytes} of ~{estimate}, {tables}{eta} ({:.1}s)", event["elapsed_seconds"].as_f64().unwrap_or(0.0))
+    format!(
+        "{}: {} of ~{}, {}/{} tables{eta} ({:.1}s)",
+        progress.phase,
+        size(progress.bytes),
+        size(progress.bytes_estimate),
+        progress.tables_done,
+        progress.tables_total,
+        progress.elapsed_seconds
+    )
 }
 
 pub(super) fn print_json(value: &impl serde::Serialize) -> Outcome {
     println!("{}", serde_json::to_string_pretty(value).map_err(Failure::failed)?);
     Ok(())
-}
-
-pub(super) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Failure> {
-    serde_json::from_value(value).map_err(|e| Failure::failed(format!("unexpected answer from the daemon: {e}")))
 }
 
 fn create(args: CreateArgs, client: &Client) -> Outcome {
@@ -430,90 +432,51 @@ fn create(args: CreateArgs, client: &Client) -> Outcome {
     if !args.connection.json {
         eprintln!("Creating {} ({})...", request.name, request.plan);
     }
-    let answer = call(client.create_database(&request))?;
+    let info = call(client.create_database(&request))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&info);
     }
-    print!("{}", info_block(&typed(answer)?));
+    print!("{}", info_block(&info));
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Summary {
-    name: String,
-    plan: String,
-    role: String,
-    following: Option<String>,
-    status: String,
-    window: String,
-}
-
 fn list(connection: Connection, client: &Client) -> Outcome {
-    let answer = call(client.list_databases())?;
+    let databases = call(client.list_databases())?;
     if connection.json {
-        return print_json(&answer);
+        return print_json(&databases);
     }
-    let databases: Vec<Summary> = typed(answer)?;
     if databases.is_empty() {
         println!("No databases");
         return Ok(());
     }
     let rows = databases
         .into_iter()
-        .map(|d| vec![d.name, d.plan, d.role, d.following.unwrap_or_else(|| "-".into()), d.status, d.window])
+        .map(|d| vec![d.name, d.plan, d.role.as_str().to_string(), d.following.unwrap_or_else(|| "-".into()), d.status, d.window])
         .collect();
     print!("{}", table(&["NAME", "PLAN", "ROLE", "FOLLOWING", "STATUS", "WINDOW"], rows));
     Ok(())
 }
 
 fn destroy(args: DestroyArgs, client: &Client) -> Outcome {
-    let answer = call(client.destroy_database(&args.name, &args.confirm))?;
+    let destroyed = call(client.destroy_database(&args.name, &args.confirm))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&destroyed);
     }
     println!("Destroyed {}", args.name);
     Ok(())
 }
 
-#[derive(Deserialize)]
-pub(super) struct Info {
-    name: String,
-    plan: String,
-    status: String,
-    endpoint_url: String,
-    following: Option<String>,
-    forked_from: Option<String>,
-    behind_by: Option<i64>,
-    caught_up: Option<bool>,
-    ha: Option<String>,
-    data_size_bytes: Option<i64>,
-    maintenance: Option<Maintenance>,
-    window: String,
-}
-
-#[derive(Deserialize)]
-struct Maintenance {
-    reason: String,
-    strategy: String,
-    status_line: String,
-    info_field: String,
-    #[serde(default)]
-    target_plan: Option<String>,
-    #[serde(default)]
-    progress_line: Option<String>,
-}
-
 fn info(args: NameArgs, client: &Client) -> Outcome {
-    let answer = call(client.info(&args.name))?;
+    let info = call(client.info(&args.name))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&info);
     }
-    print!("{}", info_block(&typed(answer)?));
+    print!("{}", info_block(&info));
     Ok(())
 }
 
 /// The `pg:info` block.
-pub(super) fn info_block(info: &Info) -> String {
+pub(super) fn info_block(info: &DatabaseInfo) -> String {
     let mut lines = vec![format!("=== {}", info.name)];
     let mut field = |label: &str, value: String| lines.push(format!("{:<20}{value}", format!("{label}:")));
     field("Plan", info.plan.clone());
@@ -551,28 +514,20 @@ fn require(args: RequireArgs, client: &Client) -> Outcome {
     let reason: Reason = args.reason.parse().map_err(Failure::usage)?;
     let required_by = schedule::parse_timestamp(&args.required_by).map_err(Failure::usage)?;
     let request = RequireMaintenance { reason: reason.as_str().to_string(), required_by: schedule::format_timestamp(required_by) };
-    let answer = call(client.require_maintenance(&args.name, &request))?;
+    let view = call(client.require_maintenance(&args.name, &request))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&view);
     }
-    let view: Maintenance = typed(answer)?;
     println!("Maintenance required for {} ({}, strategy {})", args.name, view.reason, view.strategy);
     println!("{}", view.status_line);
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Status {
-    status_line: String,
-    maintenance: Option<Maintenance>,
-}
-
 fn show(args: NameArgs, client: &Client) -> Outcome {
-    let answer = call(client.maintenance(&args.name))?;
+    let status = call(client.maintenance(&args.name))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&status);
     }
-    let status: Status = typed(answer)?;
     println!("{}", status.status_line);
     if let Some(maintenance) = &status.maintenance {
         if let Some(plan) = &maintenance.target_plan {
@@ -585,22 +540,14 @@ fn show(args: NameArgs, client: &Client) -> Outcome {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct WindowStatus {
-    window: String,
-    maintenance: Option<Value>,
-    status_line: String,
-}
-
 fn window(args: WindowArgs, client: &Client) -> Outcome {
     args.window.parse::<Window>().map_err(|e| Failure::usage(format!("window {:?}: {e}", args.window)))?;
-    let answer = call(client.set_window(&args.name, &args.window))?;
+    let status = call(client.set_window(&args.name, &args.window))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&status);
     }
-    let status: WindowStatus = typed(answer)?;
-    if status.maintenance.is_some() {
-        println!("{}", status.status_line);
+    if status.status.maintenance.is_some() {
+        println!("{}", status.status.status_line);
     } else {
         println!("{NO_MAINTENANCE}, window is {}", status.window);
     }
@@ -617,8 +564,13 @@ fn run_maintenance(args: RunArgs, client: &Client) -> Outcome {
     } else {
         print!("{}", run_report(&args.name, &report));
     }
-    match report.outcome.strip_prefix("postponed: ") {
-        Some(why) => Err(Failure::failed(format!("maintenance on {} postponed: {why}", args.name))),
+    run_outcome(&args.name, &report)
+}
+
+/// A run that was called off and postponed did not do the maintenance: the verb fails (exit 1).
+fn run_outcome(name: &str, report: &RunReportBody) -> Outcome {
+    match &report.postponed_because {
+        Some(why) => Err(Failure::failed(format!("maintenance on {name} postponed: {why}"))),
         None => Ok(()),
     }
 }
@@ -645,26 +597,11 @@ fn milliseconds(ms: f64) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct HistoryRow {
-    id: i64,
-    strategy: String,
-    reason: String,
-    state: String,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    duration_seconds: Option<f64>,
-    write_pause_ms: Option<f64>,
-    outcome: Option<String>,
-    error: Option<String>,
-}
-
 fn history(args: NameArgs, client: &Client) -> Outcome {
-    let answer = call(client.history(&args.name))?;
+    let rows = call(client.history(&args.name))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&rows);
     }
-    let rows: Vec<HistoryRow> = typed(answer)?;
     if rows.is_empty() {
         println!("No maintenance history for {}", args.name);
         return Ok(());
@@ -676,7 +613,7 @@ fn history(args: NameArgs, client: &Client) -> Outcome {
             let outcome = match (m.outcome, m.error) {
                 (Some(outcome), Some(error)) => format!("{outcome}: {error}"),
                 (Some(outcome), None) => outcome,
-                (None, _) => m.state,
+                (None, _) => m.state.as_str().to_string(),
             };
             vec![
                 format!("#{}", m.id),
@@ -700,18 +637,12 @@ fn wait(args: WaitArgs, client: &Client) -> Outcome {
     if !args.connection.json {
         eprintln!("Waiting for {}...", args.name);
     }
-    let answer = call(client.wait(&args.name, seconds))?;
+    let idle = call(client.wait(&args.name, seconds))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&idle);
     }
     println!("{} is idle", args.name);
     Ok(())
-}
-
-#[derive(Deserialize)]
-struct App {
-    name: String,
-    maintenance: bool,
 }
 
 fn app_create(args: AppCreateArgs, client: &Client) -> Outcome {
@@ -721,55 +652,43 @@ fn app_create(args: AppCreateArgs, client: &Client) -> Outcome {
     };
     let request =
         CreateApp { name: args.app, attach: args.attach, on_hook: args.on_hook, off_hook: args.off_hook, env_file, restart_hook: args.restart_hook };
-    let answer = call(client.create_app(&request))?;
-    let release: Option<Released> = answer.get("release").cloned().map(typed).transpose()?;
+    let app = call(client.create_app(&request))?;
     if args.connection.json {
-        print_json(&answer)?;
+        print_json(&app)?;
     } else {
-        let app: App = typed(answer)?;
-        let version = release.as_ref().map(|r| format!(", {}", r.release)).unwrap_or_default();
+        let version = app.release.as_ref().map(|r| format!(", {}", r.info.summary.release)).unwrap_or_default();
         println!("Created app {} with {} attached as DATABASE_URL{version}", app.name, request.attach);
     }
-    release.map_or(Ok(()), |r| released_ok(&r))
-}
-
-/// A new release as the API answers it.
-#[derive(Deserialize)]
-struct Released {
-    release: String,
-    #[serde(default)]
-    warnings: Vec<String>,
-    restart_error: Option<String>,
+    app.release.as_ref().map_or(Ok(()), released_ok)
 }
 
 /// Warnings go to stderr (with or without --json); a release that could not be
 /// applied (env file, restart hook) fails the verb after it was recorded.
-fn released_ok(release: &Released) -> Outcome {
+fn released_ok(release: &ReleaseOutcome) -> Outcome {
     for warning in &release.warnings {
         eprintln!("warning: {warning}");
     }
     match &release.restart_error {
-        Some(error) => Err(Failure::failed(format!("{} was created but not applied: {error}", release.release))),
+        Some(error) => Err(Failure::failed(format!("{} was created but not applied: {error}", release.info.summary.release))),
         None => Ok(()),
     }
 }
 
 /// Prints `<doing>... done, vN` (or the JSON) and checks the release.
-fn report_release(answer: Value, json: bool, doing: &str) -> Outcome {
-    let release: Released = typed(answer.clone())?;
+fn report_release(release: &ReleaseOutcome, json: bool, doing: &str) -> Outcome {
     if json {
-        print_json(&answer)?;
+        print_json(release)?;
     } else {
-        println!("{doing}... done, {}", release.release);
+        println!("{doing}... done, {}", release.info.summary.release);
     }
-    released_ok(&release)
+    released_ok(release)
 }
 
 fn attach(args: AttachArgs, client: &Client) -> Outcome {
     let request = AttachDatabase { database: args.database.clone(), name: args.name.clone() };
-    let answer = call(client.attach(&args.app, &request))?;
+    let release = call(client.attach(&args.app, &request))?;
     let key = pgmaint::engine::attachment_key(&args.database, args.name.as_deref()).unwrap_or_default();
-    report_release(answer, args.connection.json, &format!("Attaching {} to {} as {key} and restarting", args.database, args.app))
+    report_release(&release, args.connection.json, &format!("Attaching {} to {} as {key} and restarting", args.database, args.app))
 }
 
 pub fn config_set(args: ConfigSetArgs, client: &Client) -> Outcome {
@@ -783,55 +702,37 @@ pub fn config_set(args: ConfigSetArgs, client: &Client) -> Outcome {
     }
     let keys: Vec<&str> = config.keys().map(String::as_str).collect();
     let doing = format!("Setting {} and restarting {}", keys.join(", "), args.app);
-    let answer = call(client.set_config(&args.app, &SetConfig { config: config.clone() }))?;
-    report_release(answer, args.connection.json, &doing)
+    let release = call(client.set_config(&args.app, &SetConfig { config: config.clone() }))?;
+    report_release(&release, args.connection.json, &doing)
 }
 
 pub fn config_unset(args: ConfigUnsetArgs, client: &Client) -> Outcome {
-    let answer = call(client.unset_config(&args.app, &args.key))?;
-    report_release(answer, args.connection.json, &format!("Unsetting {} and restarting {}", args.key, args.app))
-}
-
-#[derive(Deserialize)]
-struct ConfigAnswer {
-    config: std::collections::BTreeMap<String, String>,
+    let release = call(client.unset_config(&args.app, &args.key))?;
+    report_release(&release, args.connection.json, &format!("Unsetting {} and restarting {}", args.key, args.app))
 }
 
 pub fn config_show(args: ConfigShowArgs, client: &Client) -> Outcome {
-    let answer = call(client.config(&args.app))?;
+    let shown = call(client.config(&args.app))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&shown);
     }
-    let shown: ConfigAnswer = typed(answer)?;
     for (key, value) in shown.config {
         println!("{key}={value}");
     }
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ReleaseRow {
-    release: String,
-    change: String,
-    made_by: String,
-    created_at: DateTime<Utc>,
-    expired: bool,
-    #[serde(default)]
-    config: Option<std::collections::BTreeMap<String, String>>,
-}
-
 fn releases(app: String, connection: Connection, client: &Client) -> Outcome {
-    let answer = call(client.releases(&app))?;
+    let rows = call(client.releases(&app))?;
     if connection.json {
-        return print_json(&answer);
+        return print_json(&rows);
     }
-    let rows: Vec<ReleaseRow> = typed(answer)?;
     print!("{}", releases_table(&app, rows));
     Ok(())
 }
 
 /// `=== APP Releases`, then `Rel  Change  By  When`, newest first; expired ones end with `expired`.
-fn releases_table(app: &str, rows: Vec<ReleaseRow>) -> String {
+fn releases_table(app: &str, rows: Vec<ReleaseSummary>) -> String {
     if rows.is_empty() {
         return format!("{app} has no releases\n");
     }
@@ -847,21 +748,21 @@ fn releases_table(app: &str, rows: Vec<ReleaseRow>) -> String {
 
 fn release_info(args: ReleaseInfoArgs, client: &Client) -> Outcome {
     let version = parse_version(&args.version).map_err(Failure::usage)?;
-    let answer = call(client.release(&args.app, version))?;
+    let release = call(client.release(&args.app, version))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&release);
     }
-    let row: ReleaseRow = typed(answer)?;
-    print!("{}", release_block(&args.app, &row));
+    print!("{}", release_block(&args.app, &release));
     Ok(())
 }
 
-fn release_block(app: &str, row: &ReleaseRow) -> String {
+fn release_block(app: &str, release: &ReleaseInfo) -> String {
+    let row = &release.summary;
     let mut out = format!("=== Release {} of {app}\n", row.release);
     out.push_str(&format!("{:<9}{}\n", "Change:", row.change));
     out.push_str(&format!("{:<9}{}\n", "By:", row.made_by));
     out.push_str(&format!("{:<9}{}\n", "When:", reference_time(row.created_at)));
-    match &row.config {
+    match &release.config {
         Some(config) if !row.expired => {
             out.push_str(&format!("=== {app} Config vars at {}\n", row.release));
             for (key, value) in config {
@@ -875,21 +776,20 @@ fn release_block(app: &str, row: &ReleaseRow) -> String {
 
 fn rollback(args: RollbackArgs, client: &Client) -> Outcome {
     let version = args.version.as_deref().map(parse_version).transpose().map_err(Failure::usage)?;
-    let answer = call(client.rollback(&args.app, version))?;
-    let target = answer.get("change").and_then(Value::as_str).and_then(|c| c.strip_prefix("Rollback to ")).unwrap_or("the previous release").to_string();
-    report_release(answer, args.connection.json, &format!("Rolling back {} to {target}", args.app))
+    let release = call(client.rollback(&args.app, version))?;
+    let target = release.rolled_back_to.map_or_else(|| "the previous release".to_string(), |version| format!("v{version}"));
+    report_release(&release, args.connection.json, &format!("Rolling back {} to {target}", args.app))
 }
 
 fn app_maintenance(args: AppMaintenanceArgs, client: &Client) -> Outcome {
-    let answer = match args.action {
+    let app = match args.action {
         ModeAction::On => call(client.set_app_maintenance(&args.app, true))?,
         ModeAction::Off => call(client.set_app_maintenance(&args.app, false))?,
         ModeAction::Show => call(client.app_maintenance(&args.app))?,
     };
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&app);
     }
-    let app: App = typed(answer)?;
     let mode = if app.maintenance { "on" } else { "off" };
     match args.action {
         ModeAction::Show => println!("{mode}"),
@@ -927,13 +827,19 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use pgmaint::api::{MaintenanceView, Role};
+    use pgmaint::model::{Progress, Replacement, Strategy};
+    use pgmaint::store::MaintenanceState;
+
     use super::*;
 
     #[test]
     fn info_block_has_the_reference_fields() {
-        let info = Info {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let info = DatabaseInfo {
             name: "orders".into(),
             plan: "standard-0".into(),
+            role: Role::Follower,
             status: "available".into(),
             endpoint_url: "postgresql://127.0.0.1:6432/orders".into(),
             following: Some("orders-leader".into()),
@@ -942,12 +848,22 @@ mod tests {
             caught_up: Some(true),
             ha: None,
             data_size_bytes: Some(7_969_177),
-            maintenance: Some(Maintenance {
-                reason: "os-patch".into(),
-                strategy: "switchover".into(),
+            maintenance: Some(MaintenanceView {
+                id: 7,
+                reason: "plan-change".into(),
+                strategy: Strategy::Switchover,
+                state: MaintenanceState::Ready,
+                step: None,
+                required_by: at("2026-12-04T21:00:00Z"),
+                scheduled_for: Some(at("2026-12-01T14:30:00Z")),
+                window_end: Some(at("2026-12-01T18:30:00Z")),
+                forced: false,
+                forced_reason: None,
+                replacement: Some(Replacement::Ready),
                 status_line: String::new(),
                 info_field: "scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready".into(),
                 target_plan: Some("standard-2".into()),
+                progress: Some(Progress::Ready { plan: "standard-2".into() }),
                 progress_line: Some("replacement on standard-2 ready".into()),
             }),
             window: "Tuesdays 14:30 to 18:30 UTC".into(),
@@ -972,13 +888,14 @@ mod tests {
     #[test]
     fn releases_read_like_the_reference() {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let row = |rel: &str, change: &str, when: &str, expired: bool| ReleaseRow {
+        let row = |rel: &str, change: &str, when: &str, expired: bool| ReleaseSummary {
+            app: "web".into(),
+            version: rel[1..].parse().unwrap(),
             release: rel.into(),
             change: change.into(),
             made_by: "root".into(),
             created_at: at(when),
             expired,
-            config: None,
         };
         let text = releases_table(
             "web",
@@ -991,12 +908,28 @@ mod tests {
              v10  Set READ_ONLY  root  2026-11-22 16:40:00 +0000\n\
              v9   Attach blog    root  2026-09-01 08:00:00 +0000  expired\n"
         );
-        let mut info = row("v2", "Set A", "2026-11-22T16:40:00Z", false);
-        info.config = Some([("A".to_string(), "1".to_string())].into());
+        let info = ReleaseInfo { summary: row("v2", "Set A", "2026-11-22T16:40:00Z", false), config: Some([("A".to_string(), "1".to_string())].into()) };
         assert_eq!(
             release_block("web", &info),
             "=== Release v2 of web\nChange:  Set A\nBy:      root\nWhen:    2026-11-22 16:40:00 +0000\n=== web Config vars at v2\nA=1\n"
         );
+    }
+
+    #[test]
+    fn a_postponed_run_fails_the_verb_with_its_reason() {
+        let report = |postponed_because: Option<&str>| RunReportBody {
+            maintenance_id: 3,
+            strategy: Strategy::Switchover,
+            // The words are for people; the verb decides on the field.
+            outcome: "words that may change".into(),
+            postponed_because: postponed_because.map(Into::into),
+            write_pause_ms: Some(12.5),
+            steps: Vec::new(),
+        };
+        assert!(run_outcome("orders", &report(None)).is_ok());
+        let failure = run_outcome("orders", &report(Some("the candidate had not received the shutdown checkpoint"))).unwrap_err();
+        assert_eq!(failure.code, 1);
+        assert_eq!(failure.message, "maintenance on orders postponed: the candidate had not received the shutdown checkpoint");
     }
 
     #[test]

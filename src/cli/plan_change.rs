@@ -4,13 +4,11 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
-use pgmaint::api::{Client, PromoteDatabase, UpgradeDatabase};
+use pgmaint::api::{Client, Fate, PromoteDatabase, UpgradeDatabase};
 use pgmaint::model::Plan;
 use pgmaint::schedule;
-use serde::Deserialize;
-use serde_json::Value;
 
-use super::control::{call, info_block, print_json, run_report, typed, Connection};
+use super::control::{call, info_block, print_json, run_report, Connection};
 use super::{Failure, Outcome};
 
 /// How often `upgrade` asks for progress while an essential copy runs.
@@ -79,12 +77,10 @@ pub fn upgrade(args: UpgradeArgs, client: &Client) -> Outcome {
             tokio::select! {
                 answer = &mut upgrade => break answer,
                 () = tokio::time::sleep(PROGRESS_POLL), if show_progress => {
-                    if let Ok(info) = watcher.info(&name).await {
-                        let line = info["maintenance"]["progress_line"].as_str().unwrap_or_default().to_string();
-                        if !line.is_empty() && line != shown {
-                            eprintln!("{line}");
-                            shown = line;
-                        }
+                    let line = watcher.info(&name).await.ok().and_then(|info| info.maintenance).and_then(|m| m.progress_line);
+                    if let Some(line) = line.filter(|line| *line != shown) {
+                        eprintln!("{line}");
+                        shown = line;
                     }
                 }
             }
@@ -104,10 +100,10 @@ pub fn upgrade(args: UpgradeArgs, client: &Client) -> Outcome {
                 answer.database,
                 answer.from_plan,
                 answer.to_plan,
-                maintenance["id"],
+                maintenance.id,
                 answer.to_plan
             );
-            println!("{}", maintenance["status_line"].as_str().unwrap_or_default());
+            println!("{}", maintenance.status_line);
             println!("Run it sooner with `pgmaint maintenance run {}`; follow it with `pgmaint info {}`.", answer.database, answer.database);
         }
         (None, None) => return Err(Failure::failed("unexpected answer from the daemon: neither a run nor a maintenance")),
@@ -120,12 +116,12 @@ pub fn unfollow(args: UnfollowArgs, client: &Client) -> Outcome {
         Some(confirm) => confirm,
         None => ask_confirmation(&args.name)?,
     };
-    let answer = call(client.unfollow(&args.name, &confirm))?;
+    let info = call(client.unfollow(&args.name, &confirm))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&info);
     }
     println!("{} no longer follows its leader; it is writable", args.name);
-    print!("{}", info_block(&typed(answer)?));
+    print!("{}", info_block(&info));
     Ok(())
 }
 
@@ -149,32 +145,13 @@ fn ask_confirmation(name: &str) -> Result<String, Failure> {
     Ok(answer)
 }
 
-#[derive(Deserialize)]
-struct Promotion {
-    database: String,
-    app: String,
-    previous: Option<String>,
-    moved: Vec<String>,
-    previous_attached_as: Option<String>,
-    reattach: Vec<String>,
-    followers: Vec<FollowerFate>,
-    release: Value,
-}
-
-#[derive(Deserialize)]
-struct FollowerFate {
-    name: String,
-    outcome: String,
-}
-
 pub fn promote(args: PromoteArgs, client: &Client) -> Outcome {
     let request = PromoteDatabase { app: args.app.clone(), repoint_followers: args.repoint_followers };
-    let answer = call(client.promote(&args.name, &request))?;
+    let promotion = call(client.promote(&args.name, &request))?;
     if args.connection.json {
-        return print_json(&answer);
+        return print_json(&promotion);
     }
-    let promotion: Promotion = typed(answer)?;
-    let release = promotion.release["release"].as_str().unwrap_or("?");
+    let release = &promotion.release.info.summary.release;
     println!("Promoted {} to {} of {} ({release})", promotion.database, promotion.moved.join(" and "), promotion.app);
     if let Some(previous) = &promotion.previous {
         match &promotion.previous_attached_as {
@@ -187,19 +164,19 @@ pub fn promote(args: PromoteArgs, client: &Client) -> Outcome {
     }
     for follower in &promotion.followers {
         let previous = promotion.previous.as_deref().unwrap_or("the previous primary");
-        match follower.outcome.as_str() {
-            "needs re-creation" => println!(
+        match follower.fate {
+            Fate::NeedsRecreation => println!(
                 "Follower {} still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`, or pass --repoint-followers",
                 follower.name, promotion.database
             ),
-            "repointed" => println!("Follower {}: repointed, it follows {}", follower.name, promotion.database),
-            outcome => println!(
-                "Follower {}: {outcome}; it still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`",
-                follower.name, promotion.database
+            Fate::Repointed => println!("Follower {}: repointed, it follows {}", follower.name, promotion.database),
+            Fate::NotRepointed => println!(
+                "Follower {}: {}; it still follows {previous}: re-create it with `pgmaint databases create NAME --follow {}`",
+                follower.name, follower.outcome, promotion.database
             ),
         }
     }
-    if let Some(error) = promotion.release["restart_error"].as_str() {
+    if let Some(error) = &promotion.release.restart_error {
         eprintln!("warning: the release was recorded but not applied: {error}");
     }
     Ok(())

@@ -1,37 +1,88 @@
 //! What the control verbs ask of the engine: views of databases and their
 //! maintenance, planning and re-planning, windows, running on demand, waiting,
 //! destroying, and apps with their maintenance mode.
+//!
+//! The views and requests here are also the control API's wire types (hence
+//! `Deserialize` and `ToSchema`): the server answers with them, and the client
+//! and the CLI read them back, so there is one definition of each answer.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::model::{PendingStatus, Progress, Reason, Replacement, Strategy};
+use crate::model::{PendingStatus, Plan, Progress, Reason, Replacement, Strategy, NO_MAINTENANCE};
 use crate::notify::MailEvent;
 use crate::schedule::{self, Blackout, Window};
 use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
 
+use super::fleet::DatabaseSpec;
 use super::releases::ReleaseOutcome;
 use super::run::RunReport;
 use super::{Engine, EngineError, EngineResult};
 
-#[derive(Debug, Clone, Serialize)]
+/// The window of a database created without one, unless the configuration's
+/// `[maintenance] default_window` says otherwise ([`Engine::with_default_window`]).
+pub const DEFAULT_WINDOW: &str = "Sunday 02:00 UTC";
+
+/// A primary, or a streaming follower of another database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Follower,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Follower => "follower",
+        }
+    }
+}
+
+/// `databases create`: what the caller asks for. Without a window the
+/// database gets the engine's default; every window lasts 4 hours.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateDatabase {
+    /// 1-40 lowercase letters, digits, '-' or '_', starting with a letter.
+    pub name: String,
+    /// `<tier>-<size>`, tier one of essential, standard, premium, private, shield.
+    #[schema(example = "standard-0")]
+    pub plan: String,
+    /// Make it a streaming follower of this database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
+    /// `Sunday 14:30 [ZONE]`; the daemon's `[maintenance] default_window`
+    /// (`Sunday 02:00 UTC` unless configured) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Sunday 14:30 Europe/Berlin")]
+    pub window: Option<String>,
+    /// Emails told before and after each maintenance.
+    #[serde(default)]
+    pub owners: Vec<String>,
+}
+
+/// One line of `databases list`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseSummary {
     pub name: String,
     pub plan: String,
-    pub role: &'static str,
+    pub role: Role,
     pub following: Option<String>,
     pub status: String,
+    /// `Tuesdays 14:30 to 18:30 UTC`.
     pub window: String,
 }
 
 /// The `info` block.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseInfo {
     pub name: String,
     pub plan: String,
-    pub role: &'static str,
+    pub role: Role,
     pub status: String,
     pub endpoint_url: String,
     pub following: Option<String>,
@@ -44,16 +95,18 @@ pub struct DatabaseInfo {
     pub ha: Option<String>,
     pub data_size_bytes: Option<i64>,
     pub maintenance: Option<MaintenanceView>,
+    /// `Tuesdays 14:30 to 18:30 UTC`.
     pub window: String,
 }
 
 /// A pending maintenance as the verbs show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MaintenanceView {
     pub id: i64,
+    /// `os-patch`, `minor-upgrade`, `settings`, `plan-change` or `periodic`.
     pub reason: String,
     pub strategy: Strategy,
-    pub state: &'static str,
+    pub state: MaintenanceState,
     pub step: Option<String>,
     pub required_by: DateTime<Utc>,
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -73,33 +126,90 @@ pub struct MaintenanceView {
     pub progress_line: Option<String>,
 }
 
+/// `maintenance show`: the open maintenance, if any, and its one-line status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MaintenanceStatus {
+    pub maintenance: Option<MaintenanceView>,
+    /// The one-line status, or `No maintenance required`.
+    pub status_line: String,
+}
+
+impl MaintenanceStatus {
+    fn of(maintenance: Option<MaintenanceView>) -> MaintenanceStatus {
+        let status_line = maintenance.as_ref().map_or_else(|| NO_MAINTENANCE.to_string(), |m| m.status_line.clone());
+        MaintenanceStatus { maintenance, status_line }
+    }
+}
+
+/// `maintenance window`: the new window and the maintenance re-planned into it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WindowStatus {
+    /// `Wednesdays 14:30 to 18:30 UTC`.
+    pub window: String,
+    #[serde(flatten)]
+    pub status: MaintenanceStatus,
+}
+
 /// One line of `maintenance history`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HistoryEntry {
     pub id: i64,
     pub strategy: String,
     pub reason: String,
-    pub state: &'static str,
+    pub state: MaintenanceState,
     pub required_by: DateTime<Utc>,
     pub scheduled_for: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub write_pause_ms: Option<f64>,
+    /// `completed` or `failed`.
     pub outcome: Option<String>,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An app and its maintenance mode.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AppView {
     pub name: String,
     pub maintenance: bool,
     /// The release a change made (v1 when the app is created).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseOutcome>,
 }
 
+/// The fleet's figures `/metrics` reads from the state store at each scrape.
+#[derive(Debug, Clone)]
+pub struct StoreGauges {
+    /// Maintenances per state (only the states that have some).
+    pub maintenances_by_state: Vec<(String, i64)>,
+    /// Owner mails recorded and not sent yet.
+    pub outbox_depth: i64,
+}
+
 impl Engine {
+    /// `databases create`: checks the request, creates the database (in the
+    /// default window when it names none) and answers with its info once it
+    /// is available.
+    pub async fn create_requested_database(&self, request: &CreateDatabase) -> EngineResult<DatabaseInfo> {
+        let plan: Plan = request.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let window_text = request.window.as_deref().unwrap_or(&self.default_window);
+        let window: Window = window_text.parse().map_err(|e| EngineError::Invalid(format!("window {window_text:?}: {e}")))?;
+        for owner in &request.owners {
+            owner.parse::<lettre::Address>().map_err(|e| EngineError::Invalid(format!("owner {owner:?} is not an email address: {e}")))?;
+        }
+        let spec = DatabaseSpec {
+            name: request.name.clone(),
+            plan,
+            follow: request.follow.clone(),
+            window: window.to_string(),
+            window_length: Duration::from_secs(schedule::DEFAULT_WINDOW_LENGTH.num_seconds().unsigned_abs()),
+            owners: request.owners.clone(),
+        };
+        self.create_database(&spec).await?;
+        self.info(&spec.name).await
+    }
+
     pub async fn list_databases(&self) -> EngineResult<Vec<DatabaseSummary>> {
         let mut out = Vec::new();
         for database in self.store.databases().await? {
@@ -211,7 +321,7 @@ impl Engine {
             id: m.id,
             reason: m.reason.clone(),
             strategy,
-            state: m.state.as_str(),
+            state: m.state,
             step: m.step.clone(),
             required_by: m.required_by,
             scheduled_for: m.scheduled_for,
@@ -225,6 +335,12 @@ impl Engine {
             progress_line: progress.as_ref().map(Progress::describe),
             progress,
         }))
+    }
+
+    /// `maintenance show`: the open maintenance of a database and its status line.
+    pub async fn maintenance_status(&self, name: &str) -> EngineResult<MaintenanceStatus> {
+        let database = self.store.database_named(name).await?;
+        Ok(MaintenanceStatus::of(self.maintenance_view(&database).await?))
     }
 
     /// Records a required maintenance and plans it at once.
@@ -262,7 +378,7 @@ impl Engine {
     }
 
     /// Sets a database's window (keeping its length) and re-plans its pending maintenance.
-    pub async fn set_window(&self, name: &str, spec: &str, now: DateTime<Utc>) -> EngineResult<Option<MaintenanceView>> {
+    pub async fn set_window(&self, name: &str, spec: &str, now: DateTime<Utc>) -> EngineResult<WindowStatus> {
         let database = self.store.database_named(name).await?;
         let window: Window = spec.parse().map_err(|e| EngineError::Invalid(format!("window {spec:?}: {e}")))?;
         let canonical = window.to_string();
@@ -273,7 +389,7 @@ impl Engine {
             }
         }
         let database = self.store.database(database.id).await?;
-        self.maintenance_view(&database).await
+        Ok(WindowStatus { window: self.window_display(&database)?, status: MaintenanceStatus::of(self.maintenance_view(&database).await?) })
     }
 
     /// `maintenance run`: refused unless every attached app is in maintenance
@@ -314,7 +430,7 @@ impl Engine {
                 id: m.id,
                 strategy: m.strategy,
                 reason: m.reason,
-                state: m.state.as_str(),
+                state: m.state,
                 required_by: m.required_by,
                 scheduled_for: m.scheduled_for,
                 started_at: m.started_at,
@@ -412,16 +528,21 @@ impl Engine {
     pub async fn app(&self, name: &str) -> EngineResult<AppView> {
         Ok(app_view(self.store.app_named(name).await?))
     }
+
+    /// The store's figures for `/metrics`.
+    pub async fn store_gauges(&self) -> EngineResult<StoreGauges> {
+        Ok(StoreGauges { maintenances_by_state: self.store.maintenance_counts_by_state().await?, outbox_depth: self.store.outbox_depth().await? })
+    }
 }
 
 fn app_view(app: AppRecord) -> AppView {
     AppView { name: app.name, maintenance: app.maintenance_mode, release: None }
 }
 
-fn role_of(database: &DatabaseRecord) -> &'static str {
+fn role_of(database: &DatabaseRecord) -> Role {
     if database.following_id.is_some() {
-        "follower"
+        Role::Follower
     } else {
-        "primary"
+        Role::Primary
     }
 }

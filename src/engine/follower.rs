@@ -5,7 +5,8 @@
 //! old primary keep following the old primary unless `--repoint-followers`
 //! moves the ones that can follow the new one.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::store::{DatabaseRecord, Writer};
 
@@ -24,7 +25,7 @@ const MAIN_ATTACHMENT: &str = "DATABASE_URL";
 const DEFAULT_POOLER_ATTACHMENT: &str = "DATABASE_CONNECTION_POOL_URL";
 
 /// What `databases promote` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Promotion {
     pub database: String,
     pub app: String,
@@ -42,12 +43,41 @@ pub struct Promotion {
 }
 
 /// A follower of the previous primary after a promotion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FollowerFate {
     pub name: String,
-    /// `repointed` (now follows the promoted database), `not repointed (...)`
-    /// or `needs re-creation` (when `--repoint-followers` was not given).
+    pub fate: Fate,
+    /// The same in words: `repointed`, `not repointed (<why>)` or `needs re-creation`.
     pub outcome: String,
+    /// Why it could not be repointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What became of a follower of the previous primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// It now follows the promoted database.
+    Repointed,
+    /// Repointing it failed: it was put back on its old leader.
+    NotRepointed,
+    /// `--repoint-followers` was not given: it still follows the previous primary.
+    NeedsRecreation,
+}
+
+impl FollowerFate {
+    fn repointed(name: String) -> FollowerFate {
+        FollowerFate { name, fate: Fate::Repointed, outcome: "repointed".into(), error: None }
+    }
+
+    fn not_repointed(name: String, error: String) -> FollowerFate {
+        FollowerFate { name, fate: Fate::NotRepointed, outcome: format!("not repointed ({error})"), error: Some(error) }
+    }
+
+    fn needs_recreation(name: String) -> FollowerFate {
+        FollowerFate { name, fate: Fate::NeedsRecreation, outcome: "needs re-creation".into(), error: None }
+    }
 }
 
 impl Engine {
@@ -185,14 +215,14 @@ impl Engine {
         let mut fates = Vec::new();
         for follower in self.store.followers_of(previous.id).await? {
             if !repoint {
-                fates.push(FollowerFate { name: follower.name, outcome: "needs re-creation".into() });
+                fates.push(FollowerFate::needs_recreation(follower.name));
                 continue;
             }
-            let outcome = match self.repoint_to(&follower, previous, promoted).await {
-                Ok(()) => "repointed".to_string(),
-                Err(error) => format!("not repointed ({error})"),
+            let fate = match self.repoint_to(&follower, previous, promoted).await {
+                Ok(()) => FollowerFate::repointed(follower.name),
+                Err(error) => FollowerFate::not_repointed(follower.name, error.to_string()),
             };
-            fates.push(FollowerFate { name: follower.name, outcome });
+            fates.push(fate);
         }
         Ok(fates)
     }

@@ -27,16 +27,18 @@ mod upgrade;
 use std::time::Duration;
 
 pub use copy::DEFAULT_COPY_WORKERS;
-pub use control::{AppView, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceView};
+pub use control::{
+    AppView, CreateDatabase, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceStatus, MaintenanceView, Role, StoreGauges, WindowStatus,
+};
 pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;
-pub use follower::{FollowerFate, Promotion, CAUGHT_UP_COMMITS};
+pub use follower::{Fate, FollowerFate, Promotion, CAUGHT_UP_COMMITS};
 pub use releases::{
     attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
 };
 pub use run::RunReport;
 
-pub use upgrade::PlanChange;
+pub use upgrade::{PlanChange, PlanChangeOutcome};
 
 use crate::endpoint::{EndpointError, PgBouncer};
 use crate::notify::Notifier;
@@ -123,6 +125,8 @@ pub struct Engine {
     failpoint: Option<Failpoint>,
     notifier: Option<Notifier>,
     retention: Retention,
+    /// The window of a database created without one (`[maintenance] default_window`).
+    default_window: String,
     /// Held while a release is made and applied, so env files follow release order.
     release_lock: tokio::sync::Mutex<()>,
     /// The maintenances this process is preparing or running, so its tasks join rather than fence each other out.
@@ -141,6 +145,7 @@ impl Engine {
             failpoint: None,
             notifier: None,
             retention: Retention::default(),
+            default_window: control::DEFAULT_WINDOW.to_string(),
             release_lock: tokio::sync::Mutex::new(()),
             jobs: jobs::Jobs::default(),
         }
@@ -162,6 +167,13 @@ impl Engine {
     /// Which releases keep a restorable config (the reference's 100 releases / 30 days by default).
     pub fn with_release_retention(mut self, retention: Retention) -> Engine {
         self.retention = retention;
+        self
+    }
+
+    /// The window a database gets when its creator names none
+    /// ([`control::DEFAULT_WINDOW`] unless the configuration says otherwise).
+    pub fn with_default_window(mut self, window: String) -> Engine {
+        self.default_window = window;
         self
     }
 

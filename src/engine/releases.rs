@@ -9,7 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use serde_json::{json, Value};
 
@@ -49,12 +50,14 @@ impl Retention {
 }
 
 /// One line of `releases`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseSummary {
     pub app: String,
     pub version: i32,
     /// `v3`.
+    #[schema(example = "v3")]
     pub release: String,
+    #[schema(example = "Set READ_ONLY")]
     pub change: String,
     pub made_by: String,
     pub created_at: DateTime<Utc>,
@@ -63,15 +66,17 @@ pub struct ReleaseSummary {
 }
 
 /// `releases info`: a release and its config (`None` once expired).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseInfo {
     #[serde(flatten)]
     pub summary: ReleaseSummary,
+    /// `null` once expired.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub config: Option<Config>,
 }
 
 /// What a change of config answers: the new release, and how applying it went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseOutcome {
     #[serde(flatten)]
     pub info: ReleaseInfo,
@@ -79,14 +84,18 @@ pub struct ReleaseOutcome {
     pub warnings: Vec<String>,
     /// Why the env file could not be written or the restart hook failed, if so.
     pub restart_error: Option<String>,
+    /// A rollback's release: the version whose config it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<i32>,
 }
 
 /// An app's current config.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConfigView {
     pub app: String,
     /// The release it comes from (`None` before the first release).
     pub version: Option<i32>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub config: Config,
 }
 
@@ -191,7 +200,7 @@ impl Engine {
                 tracing::warn!(app = %app.name, release = record.version, %error, "release not applied");
             }
             let info = self.release_info(app, record, version, Utc::now());
-            return Ok(ReleaseOutcome { info, warnings, restart_error });
+            return Ok(ReleaseOutcome { info, warnings, restart_error, rolled_back_to: None });
         }
         Err(EngineError::Refused(format!("app {} is being released concurrently; try again", app.name)))
     }
@@ -331,7 +340,8 @@ impl Engine {
             tracing::warn!(app = %app.name, "rollback to v{version}: {warning}");
         }
         let description = format!("Rollback to v{version}");
-        self.release_with(&app, made_by, warnings, |_| Ok((description.clone(), config.clone()))).await
+        let outcome = self.release_with(&app, made_by, warnings, |_| Ok((description.clone(), config.clone()))).await?;
+        Ok(ReleaseOutcome { rolled_back_to: Some(version), ..outcome })
     }
 
     /// Values that are the endpoint URL of a database that no longer exists.

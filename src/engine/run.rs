@@ -22,8 +22,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 pub struct RunReport {
     pub maintenance_id: i64,
     pub strategy: Strategy,
-    /// `completed`, `postponed: <why>` or `failed: <why>`.
+    /// `completed`, or `postponed: <why>`.
     pub outcome: String,
+    /// Why the run was called off and the maintenance postponed (`None`: it completed).
+    pub postponed_because: Option<String>,
     /// From PAUSE done to RESUME done, as the runner measured it.
     pub write_pause: Option<Duration>,
     /// Each step of this run with how long it took.
@@ -80,11 +82,11 @@ impl Engine {
         let result = self.execute(&mut run).await;
         let latest = self.store.maintenance(id).await?;
         let write_pause = latest.write_pause_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
-        let outcome = match result {
+        let (outcome, postponed_because) = match result {
             Ok(()) => {
                 self.store.finish_maintenance(claim, MaintenanceState::Completed, "completed", None, None).await?;
                 self.tell_owners(&run.maintenance, MailEvent::Completed).await;
-                "completed".to_string()
+                ("completed".to_string(), None)
             }
             Err(EngineError::Postponed(why)) => {
                 self.store.record_step(claim, Step::Postponed.name(), StepStatus::Done, json!({ "why": why })).await?;
@@ -94,7 +96,7 @@ impl Engine {
                 // The next window, not right away again.
                 let latest = self.store.maintenance(id).await?;
                 self.replan(&latest, chrono::Utc::now() + chrono::TimeDelta::minutes(1)).await?;
-                format!("postponed: {why}")
+                (format!("postponed: {why}"), Some(why))
             }
             Err(error) => {
                 let message = error.to_string();
@@ -103,7 +105,7 @@ impl Engine {
                 return Err(error);
             }
         };
-        Ok(RunReport { maintenance_id: id, strategy: run.strategy, outcome, write_pause, steps: run.timings })
+        Ok(RunReport { maintenance_id: id, strategy: run.strategy, outcome, postponed_because, write_pause, steps: run.timings })
     }
 
     /// Prepares maintenance `id` ahead of its window (a switchover's

@@ -13,7 +13,7 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use crate::model::{Plan, Progress, Reason, Strategy, Tier};
@@ -26,21 +26,38 @@ use super::run::{Run, RunReport};
 use super::runbook::Step;
 use super::{Engine, EngineError, EngineResult, DEFAULT_COPY_WORKERS};
 
-/// What `upgrade` did: a plan-change maintenance now planned into the window,
-/// or (essential tier) the change already carried out.
+/// How long a scheduled plan change may wait for its window when the caller gives no deadline.
+const DEFAULT_PLAN_CHANGE_WITHIN: TimeDelta = TimeDelta::days(7);
+
+/// What `upgrade` did.
 #[derive(Debug)]
-pub enum PlanChange {
+pub struct PlanChange {
+    /// The plan the database was on.
+    pub from_plan: String,
+    pub outcome: PlanChangeOutcome,
+}
+
+/// A plan-change maintenance now planned into the window, or (essential
+/// tier) the change already carried out.
+#[derive(Debug)]
+pub enum PlanChangeOutcome {
     Scheduled(Box<MaintenanceView>),
     Done(RunReport),
 }
 
 impl Engine {
     /// `upgrade NAME PLAN`: see the module note. `required_by` bounds a
-    /// scheduled plan change (the essential tier's runs at once).
-    pub async fn upgrade(&self, name: &str, plan: &str, required_by: DateTime<Utc>, now: DateTime<Utc>) -> EngineResult<PlanChange> {
+    /// scheduled plan change (a week from `now` when `None`; it must be in
+    /// the future); the essential tier's runs at once.
+    pub async fn upgrade(&self, name: &str, plan: &str, required_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> EngineResult<PlanChange> {
+        let target: Plan = plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let required_by = required_by.unwrap_or(now + DEFAULT_PLAN_CHANGE_WITHIN);
+        if required_by <= now {
+            return Err(EngineError::Invalid("required_by must be in the future".into()));
+        }
         let database = self.store.database_named(name).await?;
         let current = plan_of(&database)?;
-        let target: Plan = plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        let change = |outcome| PlanChange { from_plan: database.plan.clone(), outcome };
         if target == current {
             return Err(EngineError::Invalid(format!("{name} is already on {plan}")));
         }
@@ -63,12 +80,12 @@ impl Engine {
             let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), required_by, Some(plan)).await?;
             self.replan(&record, now).await?;
             let view = self.maintenance_view(&database).await?.ok_or_else(|| EngineError::Invalid("the maintenance vanished".into()))?;
-            return Ok(PlanChange::Scheduled(Box::new(view)));
+            return Ok(change(PlanChangeOutcome::Scheduled(Box::new(view))));
         }
         let record = self.store.insert_maintenance(database.id, Reason::PlanChange.as_str(), strategy.as_str(), now, Some(plan)).await?;
         let at_once = "a plan change within the essential tier happens at once";
         self.store.schedule_maintenance(record.id, now, None, Some(at_once)).await?;
-        Ok(PlanChange::Done(self.run_maintenance(record.id).await?))
+        Ok(change(PlanChangeOutcome::Done(self.run_maintenance(record.id).await?)))
     }
 
     /// A copy's preparation: an empty primary on the new plan, with the database created.

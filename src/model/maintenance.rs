@@ -67,7 +67,7 @@ impl fmt::Display for Reason {
 }
 
 /// How a maintenance is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Pause the endpoint, fast-restart the server, resume.

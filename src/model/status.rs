@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::Strategy;
 
 /// Where a switchover's replacement stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Replacement {
     BeingPrepared,
@@ -65,7 +65,7 @@ impl PendingStatus {
 }
 
 /// How far a maintenance's long preparation has got, as its runner last saw it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Progress {
     /// The replacement's base backup: bytes streamed of an estimated total.

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio_postgres::{Client, NoTls};
@@ -46,11 +46,39 @@ pub struct CopySide {
     pub dbname: String,
 }
 
+/// The phases of a copy, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyPhase {
+    Schema,
+    Data,
+    PostData,
+    Sequences,
+    Verify,
+}
+
+impl CopyPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyPhase::Schema => "schema",
+            CopyPhase::Data => "data",
+            CopyPhase::PostData => "post-data",
+            CopyPhase::Sequences => "sequences",
+            CopyPhase::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for CopyPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a copy is, as reported to the progress callback.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CopyProgress {
-    /// `schema`, `data`, `post-data`, `sequences`, `verify`.
-    pub phase: &'static str,
+    pub phase: CopyPhase,
     /// Bytes of COPY data streamed so far.
     pub bytes: u64,
     /// Estimated total (on-disk size of the source tables).
@@ -63,7 +91,7 @@ pub struct CopyProgress {
 }
 
 /// One table copied and verified.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableCopy {
     pub table: String,
     pub rows: u64,
@@ -71,7 +99,7 @@ pub struct TableCopy {
 }
 
 /// What a finished copy did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CopyReport {
     pub tables: Vec<TableCopy>,
     pub sequences: usize,
@@ -91,7 +119,7 @@ struct Table {
 struct Shared {
     bytes: AtomicU64,
     tables_done: AtomicUsize,
-    phase: Mutex<&'static str>,
+    phase: Mutex<CopyPhase>,
 }
 
 async fn connect(conninfo: &str) -> PgResult<Client> {
@@ -157,7 +185,7 @@ pub async fn copy_database(
         .collect();
     let tables_total = tables.len();
     let bytes_estimate: u64 = tables.iter().map(|t| t.size).sum();
-    let shared = Arc::new(Shared { bytes: AtomicU64::new(0), tables_done: AtomicUsize::new(0), phase: Mutex::new("schema") });
+    let shared = Arc::new(Shared { bytes: AtomicU64::new(0), tables_done: AtomicUsize::new(0), phase: Mutex::new(CopyPhase::Schema) });
 
     let data_started = Arc::new(Mutex::new(None::<Instant>));
     let report = |shared: &Shared| {
@@ -176,11 +204,11 @@ pub async fn copy_database(
             eta_seconds,
         })
     };
-    let set_phase = |phase: &'static str| {
+    let set_phase = |phase: CopyPhase| {
         *shared.phase.lock().unwrap() = phase;
         report(&shared);
     };
-    set_phase("schema");
+    set_phase(CopyPhase::Schema);
 
     let work = async {
         // 2-3. A fresh target database with the source's schema.
@@ -193,7 +221,7 @@ pub async fn copy_database(
         let schema_seconds = started.elapsed().as_secs_f64();
 
         // 4. Data, largest tables first, `workers` at a time.
-        set_phase("data");
+        set_phase(CopyPhase::Data);
         *data_started.lock().unwrap() = Some(Instant::now());
         let data_clock = Instant::now();
         let queue = Arc::new(Mutex::new(tables.iter().map(|t| t.name.clone()).collect::<VecDeque<_>>()));
@@ -210,11 +238,11 @@ pub async fn copy_database(
         let data_seconds = data_clock.elapsed().as_secs_f64();
 
         // 5-6. Indexes and constraints after the data, then sequences.
-        set_phase("post-data");
+        set_phase(CopyPhase::PostData);
         let post_clock = Instant::now();
         apply(programs, &target.conninfo, &post_data, "post-data").await?;
         let post_data_seconds = post_clock.elapsed().as_secs_f64();
-        set_phase("sequences");
+        set_phase(CopyPhase::Sequences);
         let target_client = connect(&target.conninfo).await?;
         for (sequence, value) in &sequences {
             target_client
@@ -239,7 +267,7 @@ pub async fn copy_database(
     };
 
     // 7. Verification: every table has as many rows on both sides.
-    set_phase("verify");
+    set_phase(CopyPhase::Verify);
     let target_client = connect(&target.conninfo).await?;
     let mut tables_report = Vec::new();
     for (table, bytes, copied_rows) in copied {

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::{Store, StoreError, StoreResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum MaintenanceState {
     /// Required and planned; a switchover's replacement is not being built yet.
     Pending,

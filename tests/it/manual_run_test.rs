@@ -154,6 +154,7 @@ async fn require_then_run_force_at_once_completes_on_every_database() {
             let ran = pgmaint(&socket, &["maintenance", "run", &name, "--force", "--json"]).await.ok(&format!("run --force {name}"));
             let report = ran.json();
             assert_eq!(report["outcome"], "completed", "{name}: {report}");
+            assert!(report["postponed_because"].is_null(), "{name}: {report}");
             assert_eq!(report["strategy"], strategy, "{name}: {report}");
         }));
     }

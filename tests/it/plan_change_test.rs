@@ -294,6 +294,7 @@ async fn follower_switchover_by_hand() {
     let follower_url = engine.endpoint().client_conninfo("orders-f");
     let (expect_leader, expect_row) = if fate == "repointed" { ("orders-2", true) } else { ("orders", false) };
     assert!(fate == "repointed" || fate.starts_with("not repointed"), "{fate}");
+    assert_eq!(promoted["followers"][0]["fate"], if fate == "repointed" { "repointed" } else { "not_repointed" }, "{promoted}");
     assert_eq!(info(&socket, "orders-f").await["following"], expect_leader);
     let mut seen = false;
     for _ in 0..100 {

@@ -39,7 +39,8 @@ fn release_rows(text: &str) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_through_the_binary() {
     let env = TestEnv::new("releases-cli");
-    let engine: Arc<Engine> = Arc::new(engine(&env).await);
+    // The configured default window is the one a database created without `--window` gets.
+    let engine: Arc<Engine> = Arc::new(engine(&env).await.with_default_window("Monday 03:00".into()));
     let socket: PathBuf = env.dir.join("api.sock");
     let config = ApiConfig { socket: socket.clone(), socket_group: None, tcp: None, token_file: None };
     let server = TestApi::start(engine.clone(), config, Arc::new(Notify::new())).await;
@@ -50,6 +51,8 @@ async fn releases_through_the_binary() {
     let me = me();
 
     pgmaint(&socket, &["databases", "create", "blog", "--plan", "essential-0"]).await.ok("databases create");
+    let window = pgmaint(&socket, &["info", "blog", "--json"]).await.ok("info --json").json()["window"].clone();
+    assert_eq!(window, "Mondays 03:00 to 07:00 UTC");
     let url = engine.endpoint_url("blog").await.unwrap();
 
     // v1: created with DATABASE_URL; env file written, restart hook run
@@ -115,7 +118,7 @@ async fn releases_through_the_binary() {
     assert_eq!(read(&env_file), format!("DATABASE_URL={url}\nLOG_LEVEL=debug\nREAD_ONLY=true\n"));
     assert_eq!(read(&restarts), "web v1\nweb v2\nweb v3\nweb v4\n");
     let rolled = pgmaint(&socket, &["rollback", "web", "--json"]).await.ok("rollback").json();
-    assert_eq!((rolled["release"].as_str(), rolled["change"].as_str()), (Some("v5"), Some("Rollback to v3")));
+    assert_eq!((rolled["release"].as_str(), rolled["change"].as_str(), rolled["rolled_back_to"].as_i64()), (Some("v5"), Some("Rollback to v3"), Some(3)));
     assert_eq!(rolled["config"], serde_json::json!({ "DATABASE_URL": url, "READ_ONLY": "true" }));
     assert_eq!(rolled["warnings"], serde_json::json!([]));
     assert!(rolled["restart_error"].is_null() && rolled["expired"] == false && rolled["made_by"] == me.as_str(), "{rolled}");
