@@ -6,8 +6,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use pgmaint::engine::runbook::Runbook;
 use pgmaint::engine::{Engine, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 use pgmaint::model::Reason;
@@ -100,15 +98,23 @@ fn every_boundary(runbook: Runbook) -> Vec<String> {
     runbook.all_steps().iter().flat_map(|s| [format!("{s}:before"), format!("{s}:after")]).collect()
 }
 
-/// Boundaries covered by the drills of this test run (printed at the end of each).
-static COVERED: AtomicUsize = AtomicUsize::new(0);
-
 async fn drill_runbook(env: &TestEnv, engine: &Engine, (name, writes_to): (&str, &str), runbook: Runbook, require: impl AsyncFn() -> MaintenanceRecord, extra: &[&str]) {
     let mut failpoints = every_boundary(runbook);
     failpoints.extend(extra.iter().map(|s| s.to_string()));
     drill_with(env, engine, name, writes_to, require, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let total = COVERED.fetch_add(failpoints.len(), Ordering::SeqCst) + failpoints.len();
-    eprintln!("kill drills: {} runbook, {} step boundaries (of {} steps); {total} boundaries covered so far", runbook.name(), failpoints.len(), runbook.all_steps().len());
+    record_coverage(runbook, failpoints.len());
+}
+
+/// Appends `<runbook> <boundaries> boundaries of <steps> steps` to the file
+/// `./dev test` prints after the run.
+fn record_coverage(runbook: Runbook, boundaries: usize) {
+    use std::io::Write;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill-drill-coverage.txt");
+    let line = format!("{:<16} {boundaries} boundaries of {} steps\n", runbook.name().replace(' ', "-"), runbook.all_steps().len());
+    let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(error) = written {
+        eprintln!("kill drill coverage not recorded in {}: {error}", path.display());
+    }
 }
 
 /// Requires `reason` on `name`, for the daemon to run.
