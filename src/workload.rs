@@ -49,6 +49,8 @@ pub struct WorkloadReport {
     pub error_samples: Vec<String>,
     pub max_commit_gap: Duration,
     pub duration: Duration,
+    /// When each acknowledged commit returned, in order.
+    pub commit_times: Vec<Instant>,
 }
 
 /// Creates the audit table (idempotent).
@@ -108,7 +110,14 @@ impl Workload {
         let max_commit_gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
         let mut error_samples: Vec<String> = errors.iter().cloned().collect::<HashSet<_>>().into_iter().collect();
         error_samples.truncate(10);
-        Ok(WorkloadReport { acknowledged, client_errors: errors.len(), error_samples, max_commit_gap, duration: self.started.elapsed() })
+        Ok(WorkloadReport {
+            acknowledged,
+            client_errors: errors.len(),
+            error_samples,
+            max_commit_gap,
+            duration: self.started.elapsed(),
+            commit_times: times,
+        })
     }
 }
 
@@ -151,6 +160,12 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
 }
 
 impl WorkloadReport {
+    /// The longest gap between two consecutive commits that overlaps
+    /// `[from, to]`: what writers felt of something done in that window.
+    pub fn longest_gap_within(&self, from: Instant, to: Instant) -> Duration {
+        self.commit_times.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max().unwrap_or_default()
+    }
+
     /// Acknowledged ids missing from the server at `conninfo`.
     pub async fn lost_on(&self, conninfo: &str) -> Result<Vec<i64>, WorkloadError> {
         let client = connect(conninfo).await?;

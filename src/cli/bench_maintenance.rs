@@ -1,7 +1,9 @@
 //! `pgmaint bench switchover|failover|restart`: builds its own servers, runs
 //! writers through the endpoint, performs the maintenance and prints what
 //! clients felt (longest gap between commits, errors, lost commits) and the
-//! time of each step. A program that prints figures, not a timed test.
+//! time of each step. With `--floor` the same writers then live through the
+//! hand floor (`bench_floor.rs`) on the same servers, and the ratio of the
+//! two longest gaps is printed. A program that prints figures, not a timed test.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,9 +14,11 @@ use pgmaint::config::Config;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
 use pgmaint::provider::local::LocalProvider;
+use pgmaint::provider::{Provider, StopMode};
 use pgmaint::workload::{self, Workload};
 use serde::Serialize;
 
+use super::bench_floor::{restart_by_hand, HandSwitch};
 use super::{run_on_fleet, Failure, Outcome};
 
 #[derive(clap::Args, Debug)]
@@ -28,9 +32,23 @@ pub struct BenchMaintenanceArgs {
     /// Data to generate before the run (MB), so replacement preparation has something to copy.
     #[arg(long, default_value_t = 64)]
     pub data_mb: u32,
+    /// Also measure a careful operator's procedure by hand on the same
+    /// servers and writers (pgmaint at a third of the run, the hand at two
+    /// thirds) and print the ratio of the longest commit gaps.
+    #[arg(long)]
+    pub floor: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What the writers felt of the hand floor.
+#[derive(Serialize)]
+struct FloorReport {
+    max_commit_gap_ms: f64,
+    write_pause_ms: f64,
+    /// pgmaint's longest gap over the floor's: at most 1.0 is the target.
+    ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -49,6 +67,10 @@ struct BenchReport {
     bare_basebackup_seconds: Option<f64>,
     steps_ms: Vec<(String, f64)>,
     outcome: String,
+    /// The longest commit gap around pgmaint's own run (with `--floor`, the
+    /// writers also live through the hand floor, so `max_commit_gap_ms` is the larger of both).
+    maintenance_gap_ms: f64,
+    floor: Option<FloorReport>,
 }
 
 pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
@@ -107,14 +129,47 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
     engine.prepare_maintenance(maintenance.id).await?;
     let prepare_seconds = prepare_started.elapsed().as_secs_f64();
 
-    eprintln!("{} writers for {} s, {strategy} halfway...", args.writers, args.seconds);
+    let shares = if args.floor { 3.0 } else { 2.0 };
+    let at = |share: f64| Duration::from_secs_f64(args.seconds * share / shares);
+    eprintln!("{} writers for {} s, {strategy} at {:.1} s...", args.writers, args.seconds, at(1.0).as_secs_f64());
     let writers = Workload::start(&url, args.writers);
-    let half = Duration::from_secs_f64(args.seconds / 2.0);
-    tokio::time::sleep(half).await;
+    let began = Instant::now();
+    tokio::time::sleep(at(1.0)).await;
+    let run_started = Instant::now();
     let run = engine.run_maintenance(maintenance.id).await?;
-    tokio::time::sleep(half).await;
+    let run_window = (run_started, Instant::now());
+    let local = LocalProvider::open(data_dir).await?;
+    let mut hand_candidate = None;
+    let floor = if args.floor {
+        let hand = match strategy {
+            Strategy::Restart => None,
+            _ => Some(HandSwitch::prepare(engine, &local, "bench").await?),
+        };
+        tokio::time::sleep(at(2.0).saturating_sub(began.elapsed())).await;
+        eprintln!("the hand floor at {:.1} s...", began.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let pause = match hand {
+            Some(hand) => {
+                hand_candidate = Some(hand.candidate().to_string());
+                hand.run(engine, &local).await?
+            }
+            None => restart_by_hand(engine, &local, "bench").await?,
+        };
+        Some((started, Instant::now(), pause))
+    } else {
+        None
+    };
+    tokio::time::sleep(at(shares).saturating_sub(began.elapsed())).await;
     let load = writers.stop().await?;
     let lost = load.lost_on(&url).await?.len();
+    if let Some(candidate) = &hand_candidate {
+        local.stop(candidate, StopMode::Fast).await?;
+    }
+    let maintenance_gap = load.longest_gap_within(run_window.0, run_window.1);
+    let floor = floor.map(|(from, to, pause)| {
+        let gap = load.longest_gap_within(from, to);
+        FloorReport { max_commit_gap_ms: ms(gap), write_pause_ms: ms(pause), ratio: maintenance_gap.as_secs_f64() / gap.as_secs_f64().max(1e-6) }
+    });
     Ok(BenchReport {
         strategy,
         writers: args.writers,
@@ -129,6 +184,8 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
         bare_basebackup_seconds,
         steps_ms: run.steps.iter().map(|(step, took)| (step.clone(), ms(*took))).collect(),
         outcome: run.outcome,
+        maintenance_gap_ms: ms(maintenance_gap),
+        floor,
     })
 }
 
@@ -168,4 +225,9 @@ fn print_human(report: &BenchReport) {
         println!("  step {step:<18} {took:.1} ms");
     }
     println!("outcome             {}", report.outcome);
+    if let Some(floor) = &report.floor {
+        println!("pgmaint's gap       {:.1} ms (around its own run)", report.maintenance_gap_ms);
+        println!("hand floor gap      {:.1} ms (write pause {:.1} ms)", floor.max_commit_gap_ms, floor.write_pause_ms);
+        println!("ratio               {:.2} (pgmaint / hand floor; target at most 1.0)", floor.ratio);
+    }
 }

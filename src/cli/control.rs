@@ -633,7 +633,8 @@ fn history(args: NameArgs, client: &Client) -> Outcome {
 
 fn wait(args: WaitArgs, client: &Client) -> Outcome {
     let timeout = schedule::parse_duration(&args.timeout).map_err(Failure::usage)?;
-    let seconds = u64::try_from(timeout.num_seconds()).map_err(|_| Failure::usage(format!("invalid timeout {:?}", args.timeout)))?;
+    // Whole seconds on the wire, rounded up: `--timeout 500ms` waits a second, not none.
+    let seconds = u64::try_from((timeout.num_milliseconds() + 999) / 1000).map_err(|_| Failure::usage(format!("invalid timeout {:?}", args.timeout)))?;
     if !args.connection.json {
         eprintln!("Waiting for {}...", args.name);
     }
