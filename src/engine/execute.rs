@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 
 use crate::endpoint::{AdminConsole, Route};
 use crate::pg::Server;
-use crate::provider::{StartWait, StopMode};
+use crate::provider::{FinalWal, StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::fleet::plan_of;
-use super::run::Run;
-use super::runbook::{Recovery, Runbook, Step, When};
+use super::run::{PausedRecords, Run};
+use super::runbook::{Declared, Recovery, Runbook, Step, When};
 use super::{Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
 
 /// What the steps of one run share: the endpoint's admin console, when this
@@ -25,6 +25,8 @@ pub(super) struct Scene {
     pub admin: AdminConsole,
     /// When this runner's PAUSE took effect (not set if an earlier runner paused).
     pub paused_at: Option<Instant>,
+    /// The old primary's fencing evidence, as this runner's `fence` read it.
+    pub final_wal: Option<FinalWal>,
     pub servers: Servers,
 }
 
@@ -52,17 +54,34 @@ impl Engine {
     pub(super) async fn execute(&self, run: &mut Run) -> EngineResult<()> {
         let runbook = run.runbook;
         let mut scene = self.scene(run).await?;
-        for declared in runbook.steps() {
+        for (index, declared) in runbook.steps().iter().enumerate() {
             if !self.applies(declared.when, run).await? {
                 continue;
             }
             let step = declared.step;
+            if step == Step::Pause && !run.done.contains(&Step::Pause) {
+                run.paused_records = Some(PausedRecords { intents: self.paused_section(run, &runbook.steps()[index + 1..]).await?, ..PausedRecords::default() });
+            }
             let acted = self.step(run, step, async |engine: &Engine, run: &mut Run| engine.act(step, run, &mut scene).await).await;
             if let Err(error) = acted {
                 return Err(self.recover(declared.recovery, run, &mut scene, error).await);
             }
         }
         Ok(())
+    }
+
+    /// The steps after PAUSE up to RESUME (included) that this run will take.
+    async fn paused_section(&self, run: &Run, rest: &[Declared]) -> EngineResult<Vec<Step>> {
+        let mut steps = Vec::new();
+        for declared in rest {
+            if !run.done.contains(&declared.step) && self.applies(declared.when, run).await? {
+                steps.push(declared.step);
+            }
+            if declared.step == Step::Resume {
+                break;
+            }
+        }
+        Ok(steps)
     }
 
     /// The preparation steps, run ahead of the window (or first thing in a run).
@@ -97,7 +116,7 @@ impl Engine {
                 })
             }
         };
-        Ok(Scene { admin: self.endpoint.admin().await?, paused_at: None, servers })
+        Ok(Scene { admin: self.endpoint.admin().await?, paused_at: None, final_wal: None, servers })
     }
 
     async fn applies(&self, when: When, run: &Run) -> EngineResult<bool> {
@@ -135,8 +154,13 @@ impl Engine {
                 Ok(json!({}))
             }
             (Step::WaitReady, Servers::InPlace { location, is_follower }) => self.wait_ready(location, *is_follower).await,
-            (Step::Fence, Servers::Switch(switch)) => self.fence(switch).await,
-            (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch).await,
+            (Step::Fence, Servers::Switch(switch)) => {
+                let last = self.fence(switch).await?;
+                let detail = json!({ "state": last.state, "shutdown_checkpoint": last.position.to_string() });
+                scene.final_wal = Some(last);
+                Ok(detail)
+            }
+            (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch, scene.final_wal.take()).await,
             (Step::Promote, Servers::Switch(switch)) => self.promote_candidate(switch).await,
             (Step::Repoint, Servers::Switch(switch)) => self.adopt_candidate(run, &switch.candidate, &switch.route, &mut scene.admin).await,
             (Step::Repoint, Servers::Copy { target, route, .. }) => self.adopt_candidate(run, target, route, &mut scene.admin).await,
@@ -178,12 +202,10 @@ impl Engine {
             (Recovery::CallOffCopy, Servers::Copy { old, target, .. }) => self.call_off_copy(run, old, target).await,
             (Recovery::ForwardIfAdopted, Servers::Copy { old, target, .. }) => {
                 let adopted = self.store.current_instance(run.database.id).await.is_ok_and(|current| current.id == target.id);
-                if adopted {
-                    // The state store names the new server already: go forward, routing the endpoint there.
-                    self.publish_routes().await
-                } else {
-                    self.call_off_copy(run, old, target).await
-                }
+                // Forward if the state store names the new server already, else
+                // back; either way the endpoint then routes where the store says.
+                let settled = if adopted { Ok(()) } else { self.call_off_copy(run, old, target).await };
+                settled.and(self.publish_routes().await)
             }
             (recovery, _) => Err(EngineError::Invalid(format!("recovery {recovery:?} does not fit the {} runbook", run.runbook.name()))),
         };

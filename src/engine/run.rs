@@ -43,6 +43,20 @@ pub(super) struct Run {
     /// Steps already done in this attempt (by an earlier, interrupted runner).
     pub(super) done: HashSet<Step>,
     pub timings: Vec<(String, Duration)>,
+    /// Inside the endpoint's pause, step records wait here and are written
+    /// in one transaction after RESUME (see `Engine::step`).
+    pub(super) paused_records: Option<PausedRecords>,
+}
+
+/// The records of a paused section: written as one batch at each end.
+#[derive(Default)]
+pub(super) struct PausedRecords {
+    /// Steps whose intent is written together with the pause's own outcome.
+    pub intents: Vec<Step>,
+    /// Outcomes of steps done inside the pause, written after RESUME.
+    pub outcomes: Vec<(Step, Value)>,
+    /// The batch of intents has been written: the section is open.
+    pub open: bool,
 }
 
 impl Engine {
@@ -164,7 +178,7 @@ impl Engine {
         for name in self.store.steps_done_since(maintenance.id, Step::Postponed.name()).await? {
             done.insert(Step::from_name(&name).ok_or_else(|| EngineError::Invalid(format!("maintenance #{}: unknown step {name:?} in its log", maintenance.id)))?);
         }
-        Ok(Run { claim, maintenance, database, strategy, runbook, done, timings: Vec::new() })
+        Ok(Run { claim, maintenance, database, strategy, runbook, done, timings: Vec::new(), paused_records: None })
     }
 
     /// The runbook's preparation step, if it has one.
@@ -218,6 +232,14 @@ impl Engine {
     /// One step of the runbook: skipped if an earlier runner finished it;
     /// otherwise its intent is recorded, it acts (observing first), and its
     /// result is recorded. Failpoints sit on both sides of the action.
+    ///
+    /// Inside the endpoint's pause (`run.paused_records`), the records are
+    /// batched instead of written one by one while clients wait: the pause's
+    /// own outcome goes out together with the intents of every step up to
+    /// RESUME, and their outcomes go out together once RESUME is done. This
+    /// is safe because every paused step observes before it acts: a runner
+    /// that dies in between leaves intents without outcomes, and its
+    /// successor repeats those steps, which find their work done.
     pub(super) async fn step<F>(&self, run: &mut Run, step: Step, act: F) -> EngineResult<()>
     where
         F: AsyncFnOnce(&Engine, &mut Run) -> EngineResult<Value>,
@@ -227,21 +249,54 @@ impl Engine {
         }
         let name = step.name();
         let started = std::time::Instant::now();
-        self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
+        let batched = run.paused_records.as_ref().is_some_and(|records| records.open);
+        if !batched {
+            self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
+        }
         self.failpoint(name, Phase::Before);
         match act(self, run).await {
             Ok(detail) => {
                 self.failpoint(name, Phase::After);
-                self.store.record_step(run.claim, name, StepStatus::Done, detail).await?;
+                self.record_outcome(run, step, detail).await?;
                 run.done.insert(step);
                 run.timings.push((name.to_string(), started.elapsed()));
                 Ok(())
             }
             Err(error) => {
+                self.flush_paused_records(run).await?;
                 self.store.record_step(run.claim, name, StepStatus::Failed, json!({ "error": error.to_string() })).await?;
                 Err(error)
             }
         }
+    }
+
+    /// A step's outcome: written now, or with the paused section's batch.
+    async fn record_outcome(&self, run: &mut Run, step: Step, detail: Value) -> EngineResult<()> {
+        match run.paused_records.as_mut() {
+            Some(records) if records.open => {
+                records.outcomes.push((step, detail));
+                if step == Step::Resume {
+                    self.flush_paused_records(run).await?;
+                }
+            }
+            Some(records) => {
+                // The step that opens the section (PAUSE): its outcome and the section's intents, at once.
+                let mut batch = vec![(step.name(), StepStatus::Done, detail)];
+                batch.extend(records.intents.iter().map(|s| (s.name(), StepStatus::Intent, json!({}))));
+                self.store.record_steps(run.claim, &batch).await?;
+                records.open = true;
+            }
+            None => self.store.record_step(run.claim, step.name(), StepStatus::Done, detail).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes the outcomes held back in the paused section and closes it.
+    pub(super) async fn flush_paused_records(&self, run: &mut Run) -> EngineResult<()> {
+        let Some(records) = run.paused_records.take() else { return Ok(()) };
+        let batch: Vec<(&str, StepStatus, Value)> = records.outcomes.into_iter().map(|(s, detail)| (s.name(), StepStatus::Done, detail)).collect();
+        self.store.record_steps(run.claim, &batch).await?;
+        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::endpoint::{AdminConsole, Route};
 use crate::model::Progress;
 use crate::pg::{wait_until, Server};
-use crate::provider::StopMode;
+use crate::provider::{FinalWal, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::execute::Switch;
@@ -64,10 +64,16 @@ impl Engine {
 
     /// The candidate becomes the database's current server (on the new plan,
     /// for a plan change) and the endpoint routes to it.
+    ///
+    /// The record and the route are written side by side (clients wait on
+    /// both): if either fails or the runner dies between them, `repoint` runs
+    /// again, and both writes are idempotent.
     pub(super) async fn adopt_candidate(&self, run: &Run, candidate: &InstanceRecord, route: &Route, admin: &mut AdminConsole) -> EngineResult<Value> {
         let plan = run.maintenance.target_plan.as_deref();
-        self.store.promote_instance(Writer::Runner(run.claim), run.database.id, candidate.id, plan).await?;
-        admin.repoint(route).await?;
+        let (recorded, routed) =
+            tokio::join!(self.store.promote_instance(Writer::Runner(run.claim), run.database.id, candidate.id, plan), admin.repoint(route));
+        recorded?;
+        routed?;
         Ok(json!({ "route": route.target(), "plan": plan }))
     }
 
@@ -84,22 +90,26 @@ impl Engine {
 
     /// `fence`: the old primary stops (fast) before anything is promoted;
     /// its final WAL position is the evidence the next step checks against.
-    pub(super) async fn fence(&self, switch: &Switch) -> EngineResult<Value> {
+    pub(super) async fn fence(&self, switch: &Switch) -> EngineResult<FinalWal> {
         if switch.candidate_server.is_in_recovery().await? {
             self.provider.stop(&switch.old, StopMode::Fast).await?;
         }
-        let last = self.provider.final_wal(&switch.old).await?;
-        Ok(json!({ "state": last.state, "shutdown_checkpoint": last.position.to_string() }))
+        Ok(self.provider.final_wal(&switch.old).await?)
     }
 
     /// `confirm_wal`: the candidate received WAL past the old primary's
     /// shutdown checkpoint, so it holds every acknowledged commit; otherwise
     /// the switch is called off (postponed) and nothing is promoted.
-    pub(super) async fn confirm_wal(&self, switch: &Switch) -> EngineResult<Value> {
+    /// `fenced` is the evidence this runner's fence read, if it did (a
+    /// resumed runner reads it again: the stopped server's files do not change).
+    pub(super) async fn confirm_wal(&self, switch: &Switch, fenced: Option<FinalWal>) -> EngineResult<Value> {
         if !switch.candidate_server.is_in_recovery().await? {
             return Ok(json!({ "already_promoted": true }));
         }
-        let last = self.provider.final_wal(&switch.old).await?;
+        let last = match fenced {
+            Some(last) => last,
+            None => self.provider.final_wal(&switch.old).await?,
+        };
         if !last.clean {
             return Err(EngineError::Postponed(format!(
                 "the old primary did not stop cleanly (state {:?}), so the candidate cannot be shown to hold every commit",

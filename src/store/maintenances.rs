@@ -340,22 +340,35 @@ impl Store {
     /// crash of the state store itself may lose the newest records; every step
     /// observes the servers before acting, so re-running it is still safe.
     pub async fn record_step(&self, claim: Claim, step: &str, status: StepStatus, detail: Value) -> StoreResult<()> {
+        self.record_steps(claim, &[(step, status, detail)]).await
+    }
+
+    /// Records several step outcomes in one fenced transaction, in order (the
+    /// runner's writes inside the endpoint's pause are batched this way).
+    pub async fn record_steps(&self, claim: Claim, records: &[(&str, StepStatus, Value)]) -> StoreResult<()> {
+        let Some((last, _, _)) = records.last() else { return Ok(()) };
         let mut tx = self.pool().begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         let done = sqlx::query("UPDATE maintenances SET step = $3 WHERE id = $1 AND fencing_token = $2")
             .bind(claim.maintenance_id)
             .bind(claim.token)
-            .bind(step)
+            .bind(*last)
             .execute(&mut *tx)
             .await?;
         fenced(done.rows_affected(), claim)?;
-        sqlx::query("INSERT INTO maintenance_steps (maintenance_id, step, status, detail) VALUES ($1, $2, $3, $4)")
-            .bind(claim.maintenance_id)
-            .bind(step)
-            .bind(status.as_str())
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
+        let steps: Vec<&str> = records.iter().map(|(step, _, _)| *step).collect();
+        let statuses: Vec<&str> = records.iter().map(|(_, status, _)| status.as_str()).collect();
+        let details: Vec<Value> = records.iter().map(|(_, _, detail)| detail.clone()).collect();
+        sqlx::query(
+            "INSERT INTO maintenance_steps (maintenance_id, step, status, detail) \
+             SELECT $1, step, status, detail FROM unnest($2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS r(step, status, detail, n) ORDER BY n",
+        )
+        .bind(claim.maintenance_id)
+        .bind(&steps)
+        .bind(&statuses)
+        .bind(&details)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -224,20 +224,36 @@ impl Cluster {
     /// `pg_ctl stop -w` polls only every 100 ms, and this is the fence in the
     /// middle of a switchover, where clients are waiting.
     pub async fn stop(&self, mode: StopMode) -> Result<(), ProviderError> {
+        if mode == StopMode::Fast {
+            // The fence: signal the postmaster directly and watch its pid file go,
+            // rather than spawning `pg_ctl status` and `pg_ctl stop -w` (whose
+            // loop polls every 100 ms) through runuser.
+            match self.live_postmaster() {
+                Some(pid) => {
+                    let signalled = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+                    if signalled.is_ok() && self.wait_for_pid_file_gone(Duration::from_secs(120)).await {
+                        return Ok(());
+                    }
+                }
+                None if self.exists() && self.postmaster_pid().is_none() => return Ok(()),
+                None => {}
+            }
+        }
         if !self.is_running().await? {
             return Ok(());
-        }
-        if mode == StopMode::Fast {
-            if let Some(pid) = self.postmaster_pid() {
-                let signalled = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
-                if signalled.is_ok() && self.wait_for_pid_file_gone(Duration::from_secs(120)).await {
-                    return Ok(());
-                }
-            }
         }
         let mut stop = self.pg_ctl();
         stop.args(["stop", "-w", "-t", "120", "-s", "-m", stop_flag(mode), "-D"]).arg(self.data_dir());
         run(stop, "pg_ctl stop").await
+    }
+
+    /// The pid in `postmaster.pid` if a postgres process of that pid is
+    /// alive (a stale pid file may name a pid reused by something else).
+    fn live_postmaster(&self) -> Option<i32> {
+        let pid = self.postmaster_pid()?;
+        let command = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let program = command.split(|b| *b == 0).next()?;
+        std::path::Path::new(std::str::from_utf8(program).ok()?).file_name().is_some_and(|name| name == "postgres").then_some(pid)
     }
 
     async fn wait_for_pid_file_gone(&self, limit: Duration) -> bool {
