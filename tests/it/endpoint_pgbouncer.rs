@@ -122,7 +122,7 @@ async fn endpoint_routes_clients_and_shows_route() {
     let mut admin = bouncer.admin().await.unwrap();
     let row = admin.database(DB).await.unwrap().expect("route in SHOW DATABASES");
     assert!(row.matches(&Route::to(DB, &primary.address(), DB)), "{row:?}");
-    assert_eq!(row.force_user.as_deref(), Some("postgres"));
+    assert_eq!(row.force_user, None, "server connections log in as the client's own role");
     assert!(!row.paused);
     let pools = admin.show_pools().await.unwrap();
     let pool = pools.iter().find(|p| p.database == DB).expect("pool for app");
