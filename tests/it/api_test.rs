@@ -99,8 +99,6 @@ impl TestApi {
     }
 }
 
-/// A loopback address below the ephemeral range that is free right now.
-
 /// A raw HTTP/1.1 GET over TCP with an optional Authorization header; returns the status line.
 async fn raw_get(addr: SocketAddr, authorization: Option<&str>) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
