@@ -47,7 +47,8 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let store = Store::connect(&url).await?;
     let provider = LocalProvider::open(data_dir).await?;
     let endpoint = PgBouncer::at(data_dir.join("bouncer"), provider.user().clone())
-        .with_port(config.endpoint.port)
+        .with_listen(&config.endpoint.listen)?
+        .with_tls(config.endpoint.tls.clone())
         .with_server_login_retry(config.endpoint.server_login_retry);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
@@ -183,6 +184,7 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
     if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
         engine.detect(now, config.maintenance.periodic_interval).await?;
         engine.remove_retired(now, config.maintenance.retire_grace).await?;
+        engine.expire_logins(now).await?;
         for maintenance in engine.store().unfinished_maintenances().await? {
             if needs_planning(&maintenance, now) {
                 engine.replan(&maintenance, now).await?;

@@ -4,6 +4,7 @@
 //! the benchmarks share. Dependencies point downwards:
 //! cli/api/daemon -> engine -> {store, provider, pg, endpoint, notify} -> model/schedule.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod daemon;

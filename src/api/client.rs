@@ -20,7 +20,7 @@ use super::types::{
     AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary, Destroyed,
     ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome, ReleaseSummary,
     RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase,
-    WaitIdle, WindowStatus,
+    WaitIdle, WindowStatus, RotateCredentials, Rotation,
 };
 use super::USER_HEADER;
 
@@ -292,6 +292,11 @@ impl Client {
     /// Makes a database an app's DATABASE_URL; answers with the promotion (release, followers).
     pub async fn promote(&self, name: &str, request: &PromoteDatabase) -> ClientResult<Promotion> {
         self.call(Method::POST, &format!("/v1/databases/{}/promote", segment(name)), Some(request)).await
+    }
+
+    /// New credentials for a database; answers with the rotation and its releases.
+    pub async fn rotate_credentials(&self, name: &str, request: &RotateCredentials) -> ClientResult<Rotation> {
+        self.call(Method::POST, &format!("/v1/databases/{}/credentials/rotate", segment(name)), Some(request)).await
     }
 
     /// The OpenAPI document.

@@ -36,6 +36,7 @@ use super::types::ErrorAnswer;
         server::upgrade_database,
         server::unfollow_database,
         server::promote_database,
+        server::rotate_credentials,
         server::create_app,
         server::app_maintenance,
         server::set_app_maintenance,

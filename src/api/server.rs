@@ -38,7 +38,7 @@ use super::types::{
     AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary,
     Destroyed, ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome,
     ReleaseSummary, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer,
-    UpgradeDatabase, WaitIdle, WindowStatus,
+    UpgradeDatabase, WaitIdle, WindowStatus, RotateCredentials, Rotation, DEFAULT_ROTATION_GRACE_SECONDS,
 };
 use super::{metrics, openapi, ApiError, USER_HEADER};
 use crate::config::ApiConfig;
@@ -295,6 +295,7 @@ fn table() -> Vec<(Route, MethodRouter<ApiState>)> {
         at(Post, "/v1/databases/{name}/upgrade", upgrade_database),
         at(Post, "/v1/databases/{name}/unfollow", unfollow_database),
         at(Post, "/v1/databases/{name}/promote", promote_database),
+        at(Post, "/v1/databases/{name}/credentials/rotate", rotate_credentials),
         at(Post, "/v1/apps", create_app),
         at(Get, "/v1/apps/{name}/maintenance", app_maintenance),
         at(Put, "/v1/apps/{name}/maintenance", set_app_maintenance),
@@ -644,6 +645,25 @@ async fn promote_database(
     Body(request): Body<PromoteDatabase>,
 ) -> Answer<Promotion> {
     Ok(Json(state.detached(move |engine| async move { engine.promote(&name, &request.app, request.repoint_followers, &caller).await }).await?))
+}
+
+/// A new password for the database's login (the other of its two login roles); each attached app gets release `Rotate credentials NAME` and its restart hook; the previous password stops working once every app restarted, or when the grace ends.
+#[utoipa::path(post, path = "/v1/databases/{name}/credentials/rotate", operation_id = "rotateCredentials", tag = "databases",
+    params(("name" = String, Path, description = "Database name")), request_body = RotateCredentials,
+    responses(
+        (status = 200, description = "The rotation (its releases carry the new URL)", body = Rotation),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "The previous rotation's password is still valid", body = ErrorAnswer),
+    ))]
+async fn rotate_credentials(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    UrlPath(name): UrlPath<String>,
+    Body(request): Body<RotateCredentials>,
+) -> Answer<Rotation> {
+    let grace = Duration::from_secs(request.grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS));
+    Ok(Json(state.detached(move |engine| async move { engine.rotate_credentials(&name, grace, &caller).await }).await?))
 }
 
 /// Create an app attached to a database as DATABASE_URL (release v1), with optional maintenance-mode hooks, env file and restart hook.

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 pub use crate::engine::{
     AppView, ConfigView, CreateDatabase, DatabaseInfo, DatabaseSummary, Fate, FollowerFate, HistoryEntry, MaintenanceStatus, MaintenanceView,
-    Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Role, WindowStatus,
+    Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Role, Rotation, WindowStatus,
 };
 pub use crate::pg::copy::{CopyPhase, CopyProgress, CopyReport, TableCopy};
 
@@ -87,6 +87,18 @@ pub struct UpgradeDatabase {
     #[schema(format = DateTime)]
     pub required_by: Option<String>,
 }
+
+/// `POST /v1/databases/{name}/credentials/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RotateCredentials {
+    /// How long the previous password keeps working at most, when some
+    /// attached app did not restart with the new one (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
+}
+
+/// The previous password's grace when the caller names none: 5 minutes.
+pub const DEFAULT_ROTATION_GRACE_SECONDS: u64 = 300;
 
 /// `POST /v1/databases/{name}/unfollow`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgmaint::config::Config;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use serde::Serialize;
 
@@ -58,7 +57,7 @@ pub fn bench(args: BenchCopyArgs) -> Outcome {
         return Err(Failure::usage("--gb, --tables and --workers must be positive"));
     }
     let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
-    let report = run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, &args).await)?;
+    let report = run_on_fleet(&super::scratch_config(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, &args).await)?;
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
     } else {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pgmaint::config::Config;
 use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
 use pgmaint::provider::local::LocalProvider;
@@ -79,7 +78,7 @@ pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
     }
     let dir = tempfile::Builder::new().prefix("pgmaint-bench-").tempdir_in("/tmp").map_err(Failure::failed)?;
     let report =
-        run_on_fleet(&Config::with_data_dir(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, dir.path(), strategy, &args).await)?;
+        run_on_fleet(&super::scratch_config(dir.path()), false, async |engine: Arc<Engine>| measure(&engine, dir.path(), strategy, &args).await)?;
     if args.json {
         println!("{}", serde_json::to_string(&report).map_err(Failure::failed)?);
     } else {
@@ -108,7 +107,7 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
     if strategy == Strategy::Switchover {
         engine.create_database(&spec("bench-follower", Some("bench"))).await?;
     }
-    let url = engine.endpoint().client_conninfo("bench");
+    let url = engine.endpoint_url("bench").await?;
     workload::prepare(&url).await?;
     if args.data_mb > 0 {
         eprintln!("generating {} MB...", args.data_mb);

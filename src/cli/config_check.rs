@@ -78,7 +78,8 @@ fn summary(config: &Config) -> Value {
         "mail_from": config.mail_from().to_string(),
         "mail_dir": config.smtp.is_none().then(|| config.notify.mail_dir.display().to_string()),
         "lead_times": durations(&config.notify.lead_times),
-        "endpoint_port": config.endpoint.port,
+        "endpoint_listen": config.endpoint.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "endpoint_tls_sslmode": config.endpoint.tls.as_ref().map(|tls| tls.sslmode.clone()),
         "server_login_retry": format_duration(config.endpoint.server_login_retry),
         "periodic_interval": format_duration(config.maintenance.periodic_interval),
         "retire_grace": format_duration(config.maintenance.retire_grace),
@@ -121,8 +122,9 @@ fn summary_text(config: &Config) -> String {
         (
             "endpoint",
             format!(
-                "PgBouncer port {}, server_login_retry {}",
-                config.endpoint.port,
+                "PgBouncer on {} (tls {}), server_login_retry {}",
+                config.endpoint.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                config.endpoint.tls.as_ref().map_or("off", |tls| tls.sslmode.as_str()),
                 format_duration(config.endpoint.server_login_retry)
             ),
         ),

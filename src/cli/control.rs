@@ -2,7 +2,7 @@
 //!
 //! `databases create|list|destroy`, `info`, `maintenance require|show|window|run|history`,
 //! `wait`, `apps create|attach`, `apps maintenance on|off|show`, `config set|unset|show`,
-//! `releases [info]`, `rollback`. Every verb takes
+//! `releases [info]`, `rollback`, `credentials rotate`. Every verb takes
 //! `--socket PATH` (env `PGMAINT_SOCKET`) and `--json` (print the API's JSON).
 //! Exit status: 0 done; 1 refused, not found, or the daemon unreachable;
 //! 2 bad input (caught here before any request, or a 400 from the server).
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use pgmaint::api::{
     AttachDatabase, Client, ClientError, CopyDatabase, CopyEvent, CopyPhase, CopyProgress, CreateApp, CreateDatabase, DatabaseInfo, ReleaseInfo,
-    ReleaseOutcome, ReleaseSummary, RequireMaintenance, RunReportBody, SetConfig,
+    ReleaseOutcome, ReleaseSummary, RequireMaintenance, RotateCredentials, RunReportBody, SetConfig,
 };
 use pgmaint::engine::parse_version;
 use pgmaint::model::{human_size, reference_time, Plan, Reason, NO_MAINTENANCE};
@@ -58,6 +58,28 @@ pub enum ControlCommand {
     /// Replace TARGET's data with a copy of SOURCE (schema, data, indexes,
     /// sequences, verified); SOURCE refuses writes while it runs.
     Copy(CopyArgs),
+    /// A database's credentials: `credentials rotate NAME [--grace 5m]`.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCommand {
+    /// A new password (on the database's other login role); each attached app
+    /// gets release `Rotate credentials NAME` and its restart hook; the old
+    /// password stops working once every app restarted, or after --grace.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// The database.
+    pub name: String,
+    /// How long the old password keeps working at most (`5m`, `1h`, `30s`).
+    #[arg(long, default_value = "5m")]
+    pub grace: String,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 #[derive(Args, Debug)]
@@ -336,6 +358,7 @@ pub fn run(command: ControlCommand, socket: &Path) -> Outcome {
         ControlCommand::Releases(ReleasesArgs { command: None, app, connection }) => releases(app.unwrap_or_default(), connection, client),
         ControlCommand::Rollback(args) => rollback(args, client),
         ControlCommand::Copy(args) => copy(args, client),
+        ControlCommand::Credentials(CredentialsCommand::Rotate(args)) => rotate(args, client),
     }
 }
 
@@ -506,6 +529,8 @@ pub(super) fn info_block(info: &DatabaseInfo) -> String {
     }
     field("Maintenance window", info.window.clone());
     field("Endpoint", info.endpoint_url.clone());
+    let rotated = info.credentials_rotated_at.map(|at| format!("last rotated {}", at.format("%Y-%m-%d %H:%M:%S %z")));
+    field("Credentials", rotated.unwrap_or_else(|| "never rotated".to_string()));
     lines.push(String::new());
     lines.join("\n")
 }
@@ -661,6 +686,27 @@ fn app_create(args: AppCreateArgs, client: &Client) -> Outcome {
         println!("Created app {} with {} attached as DATABASE_URL{version}", app.name, request.attach);
     }
     app.release.as_ref().map_or(Ok(()), released_ok)
+}
+
+fn rotate(args: RotateArgs, client: &Client) -> Outcome {
+    let grace = schedule::parse_duration(&args.grace).map_err(Failure::usage)?;
+    let grace_seconds = u64::try_from(grace.num_seconds()).map_err(|_| Failure::usage(format!("invalid grace {:?}", args.grace)))?;
+    let rotation = call(client.rotate_credentials(&args.name, &RotateCredentials { grace_seconds: Some(grace_seconds) }))?;
+    if args.connection.json {
+        print_json(&rotation)?;
+    } else {
+        println!("Rotated the credentials of {}: its URL now names role {}", rotation.database, rotation.role);
+        for release in &rotation.releases {
+            println!("Released {} {} ({})", release.info.summary.app, release.info.summary.release, release.info.summary.change);
+        }
+        if rotation.previous_retired {
+            println!("The previous password (role {}) no longer works", rotation.previous_role);
+        } else {
+            let until = rotation.previous_valid_until.format("%Y-%m-%d %H:%M:%S %z");
+            println!("The previous password (role {}) works until {until}, or until every app has restarted", rotation.previous_role);
+        }
+    }
+    rotation.releases.iter().try_for_each(released_ok)
 }
 
 /// Warnings go to stderr (with or without --json); a release that could not be
@@ -842,7 +888,8 @@ mod tests {
             plan: "standard-0".into(),
             role: Role::Follower,
             status: "available".into(),
-            endpoint_url: "postgresql://127.0.0.1:6432/orders".into(),
+            endpoint_url: "postgresql://orders_1:secret@127.0.0.1:6432/orders".into(),
+            credentials_rotated_at: Some(at("2026-11-30T09:00:00Z")),
             following: Some("orders-leader".into()),
             forked_from: None,
             behind_by: Some(0),
@@ -882,7 +929,8 @@ mod tests {
              Plan Change:        standard-0 -> standard-2\n\
              Progress:           replacement on standard-2 ready\n\
              Maintenance window: Tuesdays 14:30 to 18:30 UTC\n\
-             Endpoint:           postgresql://127.0.0.1:6432/orders\n"
+             Endpoint:           postgresql://orders_1:secret@127.0.0.1:6432/orders\n\
+             Credentials:        last rotated 2026-11-30 09:00:00 +0000\n"
         );
     }
 

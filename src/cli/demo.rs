@@ -45,7 +45,7 @@ pub fn demo(args: DemoArgs) -> Outcome {
         Some(dir) => dir.clone(),
         None => tempfile::Builder::new().prefix("pgmaint-demo-").tempdir_in("/tmp").map_err(Failure::failed)?.keep(),
     };
-    let config = Config::with_data_dir(&dir);
+    let config = super::scratch_config(&dir);
     run_on_fleet(&config, args.keep, async |engine: Arc<Engine>| run(&engine, &config, &args).await)?;
     println!("\nEverything the demo made is in {}", dir.display());
     Ok(())
@@ -78,12 +78,15 @@ async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::
     let mut writers = HashMap::new();
     for (name, _, follow, _) in FLEET {
         if follow.is_none() {
-            let url = engine.endpoint().client_conninfo(name);
+            let url = engine.endpoint_url(name).await?;
             workload::prepare(&url).await?;
             writers.insert(name, (url.clone(), Workload::start(&url, args.writers)));
         }
     }
-    println!("  {} writers per primary are inserting through PgBouncer at {}", args.writers, engine.endpoint().dir().display());
+    println!("  {} writers per primary are inserting through PgBouncer over TCP, each as its database's own role:", args.writers);
+    for (name, _, _, _) in FLEET {
+        println!("    {name:<16} {}", engine.endpoint_url(name).await?);
+    }
 
     let mut maintenances = Vec::new();
     for (name, _, _, reason) in FLEET {

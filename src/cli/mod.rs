@@ -37,6 +37,21 @@ impl Failure {
 
 pub type Outcome = Result<(), Failure>;
 
+/// The configuration of a fleet made for a demo or a benchmark under `dir`:
+/// the defaults, with the endpoint on 127.0.0.1:6432 if that is free, else
+/// on a port the kernel picks (a daemon may already hold 6432).
+pub fn scratch_config(dir: &std::path::Path) -> pgmaint::config::Config {
+    let mut config = pgmaint::config::Config::with_data_dir(dir);
+    let preferred = std::net::SocketAddr::from(([127, 0, 0, 1], pgmaint::endpoint::DEFAULT_PORT));
+    let free = std::net::TcpListener::bind(preferred)
+        .or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .and_then(|listener| listener.local_addr());
+    if let Ok(address) = free {
+        config.endpoint.listen = vec![address];
+    }
+    config
+}
+
 /// Opens an engine on `config` (starting its embedded state store), runs
 /// `body`, then, unless `keep`, stops the fleet's servers, its endpoint and the
 /// state store whatever `body` returned: the demo's and benchmarks' clean ending.

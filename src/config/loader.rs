@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("api", &["socket", "socket_group", "tcp", "token_file"]),
     ("smtp", &["host", "port", "tls", "username", "password", "from"]),
     ("notify", &["lead_times", "mail_dir"]),
-    ("endpoint", &["port", "server_login_retry"]),
+    ("endpoint", &["listen", "server_login_retry", "tls_cert_file", "tls_key_file", "client_tls_sslmode"]),
     ("maintenance", &["periodic_interval", "retire_grace", "default_window"]),
 ];
 
@@ -123,8 +124,11 @@ pub(super) struct RawNotify {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default, expecting = "a table")]
 pub(super) struct RawEndpoint {
-    pub(super) port: Raw,
+    pub(super) listen: Raw,
     pub(super) server_login_retry: Raw,
+    pub(super) tls_cert_file: Raw,
+    pub(super) tls_key_file: Raw,
+    pub(super) client_tls_sslmode: Raw,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,6 +222,28 @@ impl<'a> Field<'a> {
             return Err(self.invalid(loader, "must be longer than zero"));
         }
         Ok(duration)
+    }
+
+    /// A non-empty array of `IP:port` strings sharing one port.
+    pub(super) fn listen_addresses(&self, loader: &Loader<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
+        let Value::Array(items) = self.value.get_ref() else {
+            return Err(self.invalid(loader, format!("expected an array of addresses such as [\"127.0.0.1:6432\"], found {}", describe(self.value.get_ref()))));
+        };
+        let mut addresses = Vec::new();
+        for item in items {
+            let parsed = match item {
+                Value::String(s) => s.trim().parse::<SocketAddr>().map_err(|_| format!("\"{s}\" is not an IP address and port such as \"127.0.0.1:6432\" or \"[::1]:6432\"")),
+                other => Err(format!("expected an address string, found {}", describe(other))),
+            };
+            addresses.push(parsed.map_err(|problem| self.invalid(loader, problem))?);
+        }
+        match addresses.first() {
+            None => Err(self.invalid(loader, "needs at least one address")),
+            Some(first) if addresses.iter().any(|a| a.port() != first.port()) => {
+                Err(self.invalid(loader, "every address must use one port (PgBouncer listens on one port)"))
+            }
+            Some(_) => Ok(addresses),
+        }
     }
 
     pub(super) fn port(&self, loader: &Loader<'_>) -> Result<u16, ConfigError> {

@@ -5,14 +5,42 @@
 //! the planner can plan.
 
 use super::loader::{convert, field, Field, Loader, RawEndpoint, RawMaintenance};
+use crate::endpoint::ClientTls;
 use super::{ConfigError, EndpointConfig, MaintenanceConfig};
 use crate::schedule::{ScheduleError, Window};
 
 impl Loader<'_> {
     /// `[endpoint]`.
     pub(super) fn endpoint(&self, e: &RawEndpoint, defaults: EndpointConfig) -> Result<EndpointConfig, ConfigError> {
+        let listen_field = field("endpoint", "listen", &e.listen);
+        let listen = convert(&listen_field, self, Field::listen_addresses)?.unwrap_or(defaults.listen);
+        let cert_field = field("endpoint", "tls_cert_file", &e.tls_cert_file);
+        let key_field = field("endpoint", "tls_key_file", &e.tls_key_file);
+        let mode_field = field("endpoint", "client_tls_sslmode", &e.client_tls_sslmode);
+        let cert = convert(&cert_field, self, Field::path)?;
+        let key = convert(&key_field, self, Field::path)?;
+        let sslmode = convert(&mode_field, self, |f, ld| {
+            let mode = f.str(ld, "a TLS mode")?;
+            match mode {
+                "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full" => Ok(mode.to_string()),
+                other => Err(f.invalid(ld, format!("\"{other}\" is not one of disable, allow, prefer, require, verify-ca, verify-full"))),
+            }
+        })?;
+        let tls = match (cert, key, sslmode) {
+            (_, _, Some(mode)) if mode == "disable" => None,
+            (Some(cert_file), Some(key_file), sslmode) => {
+                Some(ClientTls { cert_file, key_file, sslmode: sslmode.unwrap_or_else(|| "prefer".to_string()) })
+            }
+            (None, None, None) => None,
+            (Some(_), None, _) => return Err(cert_field.as_ref().map(|f| f.invalid(self, "needs tls_key_file too")).expect("present")),
+            (None, Some(_), _) => return Err(key_field.as_ref().map(|f| f.invalid(self, "needs tls_cert_file too")).expect("present")),
+            (None, None, Some(_)) => {
+                return Err(mode_field.as_ref().map(|f| f.invalid(self, "TLS needs tls_cert_file and tls_key_file")).expect("present"))
+            }
+        };
         Ok(EndpointConfig {
-            port: convert(&field("endpoint", "port", &e.port), self, Field::port)?.unwrap_or(defaults.port),
+            listen,
+            tls,
             server_login_retry: convert(
                 &field("endpoint", "server_login_retry", &e.server_login_retry),
                 self,
@@ -116,9 +144,25 @@ mod tests {
 
     #[test]
     fn endpoint_values() {
-        let config = parse("[endpoint]\nport = 7432\nserver_login_retry = \"1s 500ms\"\n").unwrap();
-        assert_eq!((config.endpoint.port, config.endpoint.server_login_retry), (7432, std::time::Duration::from_millis(1500)));
+        let config = parse("[endpoint]\nlisten = [\"127.0.0.1:7432\", \"[::1]:7432\"]\nserver_login_retry = \"1s 500ms\"\n").unwrap();
+        assert_eq!(config.endpoint.listen, ["127.0.0.1:7432".parse().unwrap(), "[::1]:7432".parse().unwrap()]);
+        assert_eq!(config.endpoint.server_login_retry, std::time::Duration::from_millis(1500));
         assert_error("[endpoint]\nserver_login_retry = \"0ms\"\n", 2, "endpoint.server_login_retry", "must be longer than zero");
-        assert_error("[endpoint]\nport = 0\n", 2, "endpoint.port", "0 is not a port number");
+        assert_error("[endpoint]\nlisten = []\n", 2, "endpoint.listen", "at least one address");
+        assert_error("[endpoint]\nlisten = [\"localhost:6432\"]\n", 2, "endpoint.listen", "is not an IP address and port");
+        assert_error("[endpoint]\nlisten = [\"127.0.0.1:1\", \"10.0.0.1:2\"]\n", 2, "endpoint.listen", "one port");
+        assert_error("[endpoint]\nlisten = \"127.0.0.1:1\"\n", 2, "endpoint.listen", "expected an array");
+    }
+
+    #[test]
+    fn endpoint_tls() {
+        let config = parse("[endpoint]\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n").unwrap();
+        let tls = config.endpoint.tls.unwrap();
+        assert_eq!((tls.cert_file.to_str(), tls.key_file.to_str(), tls.sslmode.as_str()), (Some("/c.pem"), Some("/k.pem"), "prefer"));
+        let required = parse("[endpoint]\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\nclient_tls_sslmode = \"require\"\n").unwrap();
+        assert_eq!(required.endpoint.tls.unwrap().sslmode, "require");
+        assert_error("[endpoint]\ntls_cert_file = \"/c\"\n", 2, "endpoint.tls_cert_file", "needs tls_key_file");
+        assert_error("[endpoint]\nclient_tls_sslmode = \"require\"\n", 2, "endpoint.client_tls_sslmode", "needs tls_cert_file");
+        assert_error("[endpoint]\nclient_tls_sslmode = \"sometimes\"\n", 2, "endpoint.client_tls_sslmode", "is not one of");
     }
 }

@@ -136,8 +136,11 @@ pub struct NotifyConfig {
 /// `[endpoint]`: PgBouncer, the endpoint clients connect to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointConfig {
-    /// PgBouncer's port number (the suffix of its Unix socket, and its TCP port).
-    pub port: u16,
+    /// TCP addresses clients connect to, all on one port (which also names
+    /// the Unix socket, `.s.PGSQL.<port>`); the first is the host in URLs.
+    pub listen: Vec<SocketAddr>,
+    /// TLS for clients, when `tls_cert_file` and `tls_key_file` are set.
+    pub tls: Option<crate::endpoint::ClientTls>,
     /// PgBouncer's `server_login_retry`: short, or one failed login refuses clients that long.
     pub server_login_retry: Duration,
 }
@@ -173,7 +176,11 @@ impl Config {
                 lead_times: vec![Duration::from_secs(7 * DAY), Duration::from_secs(DAY)],
                 mail_dir: data_dir.join("mail"),
             },
-            endpoint: EndpointConfig { port: 6432, server_login_retry: Duration::from_millis(100) },
+            endpoint: EndpointConfig {
+                listen: vec![SocketAddr::from(([127, 0, 0, 1], crate::endpoint::DEFAULT_PORT))],
+                tls: None,
+                server_login_retry: Duration::from_millis(100),
+            },
             maintenance: MaintenanceConfig {
                 periodic_interval: Duration::from_secs(90 * DAY),
                 retire_grace: Duration::from_secs(DAY),
@@ -359,7 +366,8 @@ mod tests {
         assert_eq!(config.smtp, None);
         assert_eq!(config.notify.lead_times, vec![Duration::from_secs(7 * DAY), Duration::from_secs(DAY)]);
         assert_eq!(config.notify.mail_dir, PathBuf::from("/var/lib/pgmaint/mail"));
-        assert_eq!(config.endpoint.port, 6432);
+        assert_eq!(config.endpoint.listen, ["127.0.0.1:6432".parse().unwrap()]);
+        assert_eq!(config.endpoint.tls, None);
         assert_eq!(config.endpoint.server_login_retry, Duration::from_millis(100));
         assert_eq!(config.maintenance.periodic_interval, Duration::from_secs(90 * DAY));
         assert_eq!(config.maintenance.retire_grace, Duration::from_secs(DAY));
@@ -461,7 +469,7 @@ lead_times = ["24h", "7d", "1h30m"]
 mail_dir = "/srv/mail"
 
 [endpoint]
-port = 6543
+listen = ["0.0.0.0:6543"]
 server_login_retry = "250ms"
 
 [maintenance]
@@ -487,7 +495,7 @@ default_window = "tuesdays  14:30   Asia/Tokyo"
             config.notify.lead_times,
             vec![Duration::from_secs(7 * DAY), Duration::from_secs(DAY), Duration::from_secs(5400)]
         );
-        assert_eq!(config.endpoint.port, 6543);
+        assert_eq!(config.endpoint.listen, ["0.0.0.0:6543".parse().unwrap()]);
         assert_eq!(config.endpoint.server_login_retry, Duration::from_millis(250));
         assert_eq!(config.maintenance.retire_grace, Duration::ZERO);
         assert_eq!(config.maintenance.default_window, "tuesdays 14:30 Asia/Tokyo");

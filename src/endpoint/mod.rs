@@ -14,7 +14,7 @@
 mod pgbouncer;
 
 pub use pgbouncer::{
-    AdminConsole, DatabaseRow, EnsureOutcome, Paused, PgBouncer, PoolRow, Route, DEFAULT_PORT,
+    AdminConsole, ClientTls, DatabaseRow, EnsureOutcome, Paused, PgBouncer, PoolRow, Route, DEFAULT_PORT,
 };
 
 use std::time::Duration;

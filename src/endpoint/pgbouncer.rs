@@ -6,9 +6,15 @@
 //! now lives without dropping a single client. PgBouncer does exactly that;
 //! this module is the only code that writes its configuration or speaks to it.
 //!
-//! An instance lives in one directory `D` owned by the server OS user:
-//! `D/pgbouncer.ini`, `D/userlist.txt`, `D/pgbouncer.pid`, `D/pgbouncer.log`
-//! and the Unix socket `D/.s.PGSQL.<port>` (no TCP). It runs daemonised
+//! An instance lives in one directory `D` (mode 0700) owned by the server OS
+//! user: `D/pgbouncer.ini`, `D/userlist.txt` (SCRAM verifiers, no password),
+//! `D/pgbouncer_hba.conf`, `D/pgbouncer.pid`, `D/pgbouncer.log` and the Unix
+//! socket `D/.s.PGSQL.<port>`, besides its TCP listeners. Who may connect:
+//! over the Unix socket only the superuser `postgres` (pgmaint itself: the
+//! admin console and its own checks), without a password, since only the
+//! server user and root can enter `D`; over TCP every database's login roles
+//! with SCRAM-SHA-256 (optionally TLS), and never `postgres`. Clients' server
+//! connections log in as the client's own role. It runs daemonised
 //! (`pgbouncer -d`), so it survives pgmaint crashing or restarting; the ini
 //! file is the record of where each database points, and every call observes
 //! the running process (pidfile + /proc, SHOW DATABASES) before acting, so any
@@ -27,6 +33,7 @@
 //! client waits.
 
 use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -43,10 +50,11 @@ use tokio_postgres::{NoTls, SimpleQueryMessage, SimpleQueryRow};
 use super::EndpointError;
 use crate::provider::{Host, ServerAddress};
 
-/// The role clients and the admin console use (the managed servers' superuser,
-/// with no password: PgBouncer's socket must stay private to pgmaint).
+/// The role the admin console and pgmaint's own checks use (the managed
+/// servers' superuser): on the Unix socket only, whose directory is private.
 const SUPERUSER: &str = "postgres";
 use crate::provider::local::ServerUser;
+use crate::store::ValidLogin;
 
 /// PgBouncer's customary port; the socket directory tells instances apart.
 pub const DEFAULT_PORT: u16 = 6432;
@@ -111,10 +119,10 @@ fn pooler_settings(server_login_retry: Duration) -> Vec<(&'static str, String)> 
         // extra_float_digits at startup; PgBouncer rejects any startup
         // parameter it does not track unless it is listed here.
         ("ignore_startup_parameters", "extra_float_digits"),
-        // Servers trust local socket connections from `postgres`, and the
-        // socket directory is the access boundary; the user must still be
-        // listed in auth_file (`"postgres" ""`).
-        ("auth_type", "trust"),
+        // Who may connect how is in auth_hba_file (see `render_hba`): the
+        // superuser over the private Unix socket only, apps over TCP with
+        // SCRAM-SHA-256 against the verifiers in auth_file.
+        ("auth_type", "hba"),
         ("admin_users", SUPERUSER),
     ]
     .into_iter()
@@ -136,16 +144,15 @@ pub struct Route {
     /// The server's host: a Unix socket directory or a TCP host.
     pub host: Host,
     pub port: u16,
-    /// The database name on the server.
+    /// The database name on the server. PgBouncer logs in to it as the
+    /// client's own role, never as a forced (super)user.
     pub dbname: String,
-    /// The role PgBouncer logs in to the server as.
-    pub user: String,
 }
 
 impl Route {
     /// The route for `name` to database `dbname` of the server at `address`.
     pub fn to(name: &str, address: &ServerAddress, dbname: &str) -> Route {
-        Route { name: name.to_string(), host: address.host.clone(), port: address.port, dbname: dbname.to_string(), user: address.user.clone() }
+        Route { name: name.to_string(), host: address.host.clone(), port: address.port, dbname: dbname.to_string() }
     }
 
     /// `dbname@host:port`, for messages.
@@ -159,7 +166,6 @@ impl Route {
             return Err(EndpointError::Invalid(format!("{ADMIN_DB:?} is PgBouncer's admin console, not a route name")));
         }
         check_name("server database name", &self.dbname)?;
-        check_name("server user", &self.user)?;
         match &self.host {
             Host::Socket(dir) => {
                 check_path("server socket directory", dir)?;
@@ -178,7 +184,7 @@ impl Route {
     }
 
     fn ini_value(&self) -> String {
-        format!("host={} port={} dbname={} user={}", self.host, self.port, self.dbname, self.user)
+        format!("host={} port={} dbname={}", self.host, self.port, self.dbname)
     }
 }
 
@@ -291,20 +297,59 @@ pub struct PoolRow {
 pub struct PgBouncer {
     dir: PathBuf,
     port: u16,
+    /// TCP addresses, all on `port` (PgBouncer has one listen_port); none: Unix socket only.
+    listen: Vec<IpAddr>,
+    tls: Option<ClientTls>,
     server_login_retry: Duration,
     user: ServerUser,
     program: PathBuf,
 }
 
+/// TLS for clients (PgBouncer's `client_tls_*`): files the server user can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// `client_tls_sslmode`: `allow`, `prefer`, `require`, `verify-ca` or `verify-full`.
+    pub sslmode: String,
+}
+
+impl ClientTls {
+    /// Modes in which PgBouncer refuses clients without TLS: their URL asks for it.
+    fn required(&self) -> bool {
+        matches!(self.sslmode.as_str(), "require" | "verify-ca" | "verify-full")
+    }
+}
+
 impl PgBouncer {
     /// Describes the instance that lives (or will live) in `dir`; touches nothing.
     pub fn at(dir: impl Into<PathBuf>, user: ServerUser) -> PgBouncer {
-        PgBouncer { dir: dir.into(), port: DEFAULT_PORT, server_login_retry: DEFAULT_LOGIN_RETRY, user, program: find_program() }
+        PgBouncer {
+            dir: dir.into(),
+            port: DEFAULT_PORT,
+            listen: Vec::new(),
+            tls: None,
+            server_login_retry: DEFAULT_LOGIN_RETRY,
+            user,
+            program: find_program(),
+        }
     }
 
-    /// Listen on `port` instead of 6432 (only the socket file name changes).
-    pub fn with_port(mut self, port: u16) -> PgBouncer {
-        self.port = port;
+    /// Listen on TCP at `addresses` besides the Unix socket. They must share
+    /// one port (PgBouncer has one `listen_port`), which the socket takes too.
+    pub fn with_listen(mut self, addresses: &[SocketAddr]) -> Result<PgBouncer, EndpointError> {
+        let Some(first) = addresses.first() else { return Ok(self) };
+        if let Some(other) = addresses.iter().find(|a| a.port() != first.port()) {
+            return Err(EndpointError::Invalid(format!("listen addresses {first} and {other} differ in port; PgBouncer listens on one port")));
+        }
+        self.port = first.port();
+        self.listen = addresses.iter().map(SocketAddr::ip).collect();
+        Ok(self)
+    }
+
+    /// TLS for clients (optional).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> PgBouncer {
+        self.tls = tls;
         self
     }
 
@@ -332,6 +377,9 @@ impl PgBouncer {
     pub fn userlist_file(&self) -> PathBuf {
         self.dir.join("userlist.txt")
     }
+    pub fn hba_file(&self) -> PathBuf {
+        self.dir.join("pgbouncer_hba.conf")
+    }
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("pgbouncer.pid")
     }
@@ -345,12 +393,37 @@ impl PgBouncer {
         self.dir.join(format!(".s.PGSQL.{}", self.port))
     }
 
-    /// The URL applications use for database `db`; it never changes across maintenances.
-    pub fn client_url(&self, db: &str) -> String {
-        format!("postgresql://{SUPERUSER}@/{db}?host={}&port={}", self.dir.display(), self.port)
+    /// The URL applications use for database `db` as `role`: over TCP at the
+    /// first listen address (this host's name when that is a wildcard), with
+    /// `sslmode=require` when the endpoint requires TLS. Maintenances never
+    /// change it; a credentials rotation does. It holds the password: never log it.
+    pub fn client_url(&self, role: &str, password: &str, db: &str) -> String {
+        let tls = if self.tls.as_ref().is_some_and(ClientTls::required) { "?sslmode=require" } else { "" };
+        format!("postgresql://{role}:{password}@{}/{db}{tls}", self.public_address())
     }
 
-    /// The same endpoint as a libpq keyword/value string.
+    /// `host:port` of the TCP endpoint as clients name it (the Unix socket
+    /// directory as libpq's `host` when there is no TCP listener).
+    fn public_address(&self) -> String {
+        match self.listen.first() {
+            Some(ip) if ip.is_unspecified() => {
+                let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+                format!("{host}:{}", self.port)
+            }
+            Some(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            Some(ip) => format!("{ip}:{}", self.port),
+            None => format!("{}:{}", self.dir.display().to_string().replace('/', "%2F"), self.port),
+        }
+    }
+
+    /// The database a URL made by [`client_url`](Self::client_url) names, if it is one.
+    pub fn database_of_url<'u>(&self, url: &'u str) -> Option<&'u str> {
+        let (_, rest) = url.strip_prefix("postgresql://")?.rsplit_once('@')?;
+        let path = rest.strip_prefix(&self.public_address())?.strip_prefix('/')?;
+        Some(path.split_once('?').map_or(path, |(db, _)| db))
+    }
+
+    /// pgmaint's own way in: database `db` as the superuser over the Unix socket.
     pub fn client_conninfo(&self, db: &str) -> String {
         format!("host={} port={} user={SUPERUSER} dbname={db}", self.dir.display(), self.port)
     }
@@ -387,7 +460,8 @@ impl PgBouncer {
     /// configuration, starts the daemon if it is not running, reloads it if it
     /// runs with another configuration, and does nothing if it already runs
     /// with this one. Safe to call again at any time.
-    pub async fn ensure_started(&self, routes: &[Route]) -> Result<EnsureOutcome, EndpointError> {
+    /// `logins` are the roles clients may log in as over TCP, with their SCRAM verifiers.
+    pub async fn ensure_started(&self, routes: &[Route], logins: &[ValidLogin]) -> Result<EnsureOutcome, EndpointError> {
         for (i, route) in routes.iter().enumerate() {
             route.validate()?;
             if routes[..i].iter().any(|r| r.name == route.name) {
@@ -402,15 +476,30 @@ impl PgBouncer {
                 socket.display()
             )));
         }
-        self.user.own_dir(&self.dir, 0o755)?;
+        for (role, verifier) in logins {
+            check_name("login role", role)?;
+            if !verifier.starts_with("SCRAM-SHA-256$") || verifier.contains(['"', '\n', ' ']) {
+                return Err(EndpointError::Invalid(format!("login role {role}: not a SCRAM-SHA-256 verifier")));
+            }
+        }
+        self.user.own_dir(&self.dir, 0o700)?;
         let _lock = self.lock().await?;
-        let changed = self.write_config(routes)?;
+        let changed = self.write_config(routes, logins)?;
         if self.is_running() {
             let mut admin = self.admin().await?;
+            let config = admin.show_config().await?;
+            let setting = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("");
+            if setting("listen_addr") != self.listen_addr() || !same_value(setting("listen_port"), &self.port.to_string()) {
+                // Listeners change only at start: a restart, which cuts clients.
+                drop(admin);
+                self.stop_locked().await?;
+                self.start().await?;
+                tracing::warn!(dir = %self.dir.display(), "pgbouncer restarted: its listen addresses changed");
+                return Ok(EnsureOutcome::Started);
+            }
             let rows = admin.show_databases().await?;
             let same_routes = routes.iter().all(|r| rows.iter().any(|row| row.matches(r)))
                 && rows.iter().all(|row| row.name == ADMIN_DB || routes.iter().any(|r| r.name == row.name));
-            let config = admin.show_config().await?;
             let same_settings = pooler_settings(self.server_login_retry)
                 .iter()
                 .all(|(key, value)| config.iter().any(|(k, v)| k == key && same_value(v, value)));
@@ -433,6 +522,11 @@ impl PgBouncer {
     /// after a few seconds. Already stopped is fine.
     pub async fn stop(&self) -> Result<(), EndpointError> {
         let _lock = self.lock().await?;
+        self.stop_locked().await
+    }
+
+    /// [`stop`](Self::stop), for a caller that holds the lock.
+    async fn stop_locked(&self) -> Result<(), EndpointError> {
         if let Some(pid) = self.pid() {
             let mut gone = false;
             for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGKILL] {
@@ -486,17 +580,36 @@ impl PgBouncer {
         Ok(client)
     }
 
-    /// Writes the ini file and the userlist; true if either changed. The caller holds the lock.
-    fn write_config(&self, routes: &[Route]) -> Result<bool, EndpointError> {
-        let ini = self.render_ini(routes);
-        let changed = write_if_changed(&self.ini_file(), &ini, 0o644)?;
-        let userlist = format!("\"{SUPERUSER}\" \"\"\n");
-        let users_changed = write_if_changed(&self.userlist_file(), &userlist, 0o600)?;
-        if changed || users_changed {
-            self.user.give(&self.ini_file())?;
-            self.user.give(&self.userlist_file())?;
+    /// Writes the ini, auth and hba files; true if any changed. The caller holds the lock.
+    fn write_config(&self, routes: &[Route], logins: &[ValidLogin]) -> Result<bool, EndpointError> {
+        let mut userlist = format!("\"{SUPERUSER}\" \"\"\n");
+        for (role, verifier) in logins {
+            userlist.push_str(&format!("\"{role}\" \"{verifier}\"\n"));
         }
-        Ok(changed || users_changed)
+        let mut changed = self.write_ini(routes)?;
+        for (path, text) in [(self.userlist_file(), userlist), (self.hba_file(), render_hba())] {
+            changed |= self.write_private(&path, &text)?;
+        }
+        Ok(changed)
+    }
+
+    /// Writes the ini file alone (the routes); true if it changed. The caller holds the lock.
+    fn write_ini(&self, routes: &[Route]) -> Result<bool, EndpointError> {
+        self.write_private(&self.ini_file(), &self.render_ini(routes))
+    }
+
+    /// A file only the server user reads; true if it changed.
+    fn write_private(&self, path: &Path, text: &str) -> Result<bool, EndpointError> {
+        let changed = write_if_changed(path, text, 0o600)?;
+        if changed {
+            self.user.give(path)?;
+        }
+        Ok(changed)
+    }
+
+    /// `listen_addr` as written (and as SHOW CONFIG shows it).
+    fn listen_addr(&self) -> String {
+        self.listen.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",")
     }
 
     fn render_ini(&self, routes: &[Route]) -> String {
@@ -505,13 +618,19 @@ impl PgBouncer {
             text.push_str(&format!("{} = {}\n", route.name, route.ini_value()));
         }
         text.push_str("\n[pgbouncer]\n");
-        // Unix socket only: no TCP listener, the socket lives beside the config.
-        text.push_str("listen_addr =\n");
+        // TCP where configured; the Unix socket lives beside the config.
+        text.push_str(&format!("listen_addr = {}\n", self.listen_addr()));
         text.push_str(&format!("listen_port = {}\n", self.port));
         text.push_str(&format!("unix_socket_dir = {}\n", self.dir.display()));
         text.push_str(&format!("pidfile = {}\n", self.pid_file().display()));
         text.push_str(&format!("logfile = {}\n", self.log_file().display()));
         text.push_str(&format!("auth_file = {}\n", self.userlist_file().display()));
+        text.push_str(&format!("auth_hba_file = {}\n", self.hba_file().display()));
+        if let Some(tls) = &self.tls {
+            text.push_str(&format!("client_tls_sslmode = {}\n", tls.sslmode));
+            text.push_str(&format!("client_tls_cert_file = {}\n", tls.cert_file.display()));
+            text.push_str(&format!("client_tls_key_file = {}\n", tls.key_file.display()));
+        }
         for (key, value) in pooler_settings(self.server_login_retry) {
             text.push_str(&format!("{key} = {value}\n"));
         }
@@ -728,7 +847,7 @@ impl AdminConsole {
             Some(existing) => *existing = route.clone(),
             None => routes.push(route.clone()),
         }
-        self.bouncer.write_config(&routes)?;
+        self.bouncer.write_ini(&routes)?;
         self.reload().await?;
         self.verify_route(route).await?;
         tracing::info!(db = %route.name, target = %route.target(), "pgbouncer: repointed");
@@ -889,6 +1008,20 @@ fn find_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pgbouncer"))
 }
 
+/// PgBouncer's host-based authentication: the superuser over the Unix
+/// socket only (its directory is private to the server user), never over
+/// TCP; every other role over TCP with SCRAM-SHA-256; nothing else.
+fn render_hba() -> String {
+    format!(
+        "# Written by pgmaint; edits are overwritten.\n\
+         local all {SUPERUSER} trust\n\
+         host all {SUPERUSER} 0.0.0.0/0 reject\n\
+         host all {SUPERUSER} ::/0 reject\n\
+         host all all 0.0.0.0/0 scram-sha-256\n\
+         host all all ::/0 scram-sha-256\n"
+    )
+}
+
 /// Writes `text` atomically (temp file + rename) unless the file already holds it.
 fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool, EndpointError> {
     use std::os::unix::fs::PermissionsExt;
@@ -918,21 +1051,20 @@ fn parse_routes(text: &str) -> Result<Vec<Route>, EndpointError> {
             continue;
         }
         let (name, value) = line.split_once('=').ok_or_else(|| EndpointError::Parse(format!("ini line {line:?}")))?;
-        let (mut host, mut port, mut dbname, mut user) = (None, None, None, None);
+        let (mut host, mut port, mut dbname) = (None, None, None);
         for pair in value.split_whitespace() {
             match pair.split_once('=') {
                 Some(("host", v)) => host = Some(Host::parse(v)),
                 Some(("port", v)) => port = v.parse().ok(),
                 Some(("dbname", v)) => dbname = Some(v.to_string()),
-                Some(("user", v)) => user = Some(v.to_string()),
                 _ => {}
             }
         }
-        match (host, port, dbname, user) {
-            (Some(host), Some(port), Some(dbname), Some(user)) => {
-                routes.push(Route { name: name.trim().trim_matches('"').to_string(), host, port, dbname, user })
+        match (host, port, dbname) {
+            (Some(host), Some(port), Some(dbname)) => {
+                routes.push(Route { name: name.trim().trim_matches('"').to_string(), host, port, dbname })
             }
-            _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port, dbname or user"))),
+            _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port or dbname"))),
         }
     }
     Ok(routes)
@@ -1020,7 +1152,7 @@ mod tests {
     fn ini_round_trips_routes() {
         let routes = vec![route("app", "/tmp/pgm/p", 5432, "app"), route("other", "/tmp/pgm/r", 5433, "postgres")];
         let ini = bouncer().render_ini(&routes);
-        assert!(ini.contains("app = host=/tmp/pgm/p port=5432 dbname=app user=postgres\n"));
+        assert!(ini.contains("app = host=/tmp/pgm/p port=5432 dbname=app\n"));
         assert!(ini.contains("pool_mode = transaction\n"));
         assert!(ini.contains("unix_socket_dir = /tmp/pgm/bouncer\n"));
         assert_eq!(parse_routes(&ini).unwrap(), routes);
@@ -1030,9 +1162,29 @@ mod tests {
     #[test]
     fn client_endpoints() {
         let b = bouncer();
-        assert_eq!(b.client_url("app"), "postgresql://postgres@/app?host=/tmp/pgm/bouncer&port=6432");
         assert_eq!(b.client_conninfo("app"), "host=/tmp/pgm/bouncer port=6432 user=postgres dbname=app");
-        assert_eq!(b.with_port(7000).client_url("x"), "postgresql://postgres@/x?host=/tmp/pgm/bouncer&port=7000");
+        let tcp = b.clone().with_listen(&["127.0.0.1:7000".parse().unwrap(), "10.0.0.5:7000".parse().unwrap()]).unwrap();
+        let url = tcp.client_url("app_1", "s3cret", "app");
+        assert_eq!(url, "postgresql://app_1:s3cret@127.0.0.1:7000/app");
+        assert_eq!(tcp.database_of_url(&url), Some("app"));
+        assert_eq!(tcp.database_of_url("postgresql://x:y@10.9.9.9:7000/app"), None);
+        assert!(tcp.render_ini(&[]).contains("listen_addr = 127.0.0.1,10.0.0.5\nlisten_port = 7000\n"));
+        let v6 = b.clone().with_listen(&["[::1]:7000".parse().unwrap()]).unwrap();
+        assert_eq!(v6.client_url("a", "p", "d"), "postgresql://a:p@[::1]:7000/d");
+        assert!(b.clone().with_listen(&["127.0.0.1:1".parse().unwrap(), "127.0.0.2:2".parse().unwrap()]).is_err());
+        let tls = ClientTls { cert_file: "/etc/c.pem".into(), key_file: "/etc/k.pem".into(), sslmode: "require".into() };
+        let with_tls = tcp.with_tls(Some(tls));
+        assert!(with_tls.client_url("a", "p", "d").ends_with("/d?sslmode=require"));
+        assert!(with_tls.render_ini(&[]).contains("client_tls_sslmode = require\nclient_tls_cert_file = /etc/c.pem\n"));
+        assert_eq!(with_tls.database_of_url(&with_tls.client_url("a", "p", "d")), Some("d"));
+    }
+
+    #[test]
+    fn only_the_superuser_uses_the_socket_and_never_tcp() {
+        let hba = render_hba();
+        assert!(hba.contains("local all postgres trust\n"));
+        assert!(hba.contains("host all postgres 0.0.0.0/0 reject\nhost all postgres ::/0 reject\nhost all all 0.0.0.0/0 scram-sha-256\n"));
+        assert!(!hba.contains("local all all"));
     }
 
     #[test]

@@ -84,7 +84,10 @@ pub struct DatabaseInfo {
     pub plan: String,
     pub role: Role,
     pub status: String,
+    /// `postgresql://ROLE:PASSWORD@HOST:PORT/DB`: the database's own login over TCP.
     pub endpoint_url: String,
+    /// When its credentials were last rotated (`None`: never).
+    pub credentials_rotated_at: Option<chrono::DateTime<chrono::Utc>>,
     pub following: Option<String>,
     pub forked_from: Option<String>,
     /// Commits the follower is behind its leader.
@@ -270,7 +273,8 @@ impl Engine {
         Ok(DatabaseInfo {
             following: self.leader_name(&database).await?,
             role: role_of(&database),
-            endpoint_url: self.endpoint.client_url(&database.name),
+            endpoint_url: self.app_url(&database).await?,
+            credentials_rotated_at: self.store.credentials(database.id).await?.rotated_at,
             maintenance: self.maintenance_view(&database).await?,
             window: self.window_display(&database)?,
             caught_up: behind_by.map(|commits| commits <= super::CAUGHT_UP_COMMITS),
@@ -508,7 +512,7 @@ impl Engine {
         }
         let database = self.store.database_named(database).await?;
         let app = self.store.insert_app(name, database.id, hooks).await?;
-        let release = self.release_attachment(&app, &database.name, "DATABASE_URL", true, made_by).await?;
+        let release = self.release_attachment(&app, &database, "DATABASE_URL", true, made_by).await?;
         Ok(AppView { release: Some(release), ..app_view(app) })
     }
 

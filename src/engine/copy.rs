@@ -2,6 +2,7 @@
 //! `pg:copy`), with the source kept readable but refusing writes meanwhile.
 
 use crate::pg::copy::{self, CopyProgress, CopyReport, CopySide};
+use crate::access::DatabaseRoles;
 use crate::pg::PgResult;
 use crate::store::DatabaseRecord;
 
@@ -44,24 +45,28 @@ impl Engine {
         progress: &(dyn Fn(CopyProgress) + Send + Sync),
     ) -> EngineResult<CopyReport> {
         let (source_db, target_db) = self.check_copy(source, target, confirm).await?;
-        let source_side = self.copy_side(&self.current_location(source_db.id).await?, &source_db.name);
-        let target_side = self.copy_side(&self.current_location(target_db.id).await?, &target_db.name);
+        let source_side = self.copy_side(&self.current_location(source_db.id).await?, &source_db);
+        let target_side = self.copy_side(&self.current_location(target_db.id).await?, &target_db);
         tracing::info!(source, target, "copy: source refuses writes from now");
-        let was_read_only = self.with_endpoint_paused(source, copy::block_writes(&source_side.admin_conninfo, &source_side.dbname)).await?;
+        let was_read_only = self.with_endpoint_paused(source, copy::block_writes(&source_side.admin_conninfo(), &source_side.dbname)).await?;
         let provider = self.provider.clone();
         let programs = move |name: &str| provider.client_program(name);
         let result = copy::copy_database(&source_side, &target_side, &programs, workers, progress).await;
-        let restored = self.with_endpoint_paused(source, copy::restore_writes(&source_side.admin_conninfo, &source_side.dbname, was_read_only)).await;
+        let restored = self.with_endpoint_paused(source, copy::restore_writes(&source_side.admin_conninfo(), &source_side.dbname, was_read_only)).await;
         tracing::info!(source, target, ok = result.is_ok(), "copy: source writable again");
         let report = result?;
         restored?;
         Ok(report)
     }
 
-    /// One side of a copy: database `dbname` of the server at `location`.
-    pub(super) fn copy_side(&self, location: &str, dbname: &str) -> CopySide {
-        let address = self.provider.address(location);
-        CopySide { conninfo: address.conninfo(dbname), admin_conninfo: address.conninfo("postgres"), dbname: dbname.to_string() }
+    /// One side of a copy: `database` on the server at `location`. Copied
+    /// into, it belongs to the database's own owner role (which stays).
+    pub(super) fn copy_side(&self, location: &str, database: &DatabaseRecord) -> CopySide {
+        CopySide {
+            address: self.provider.address(location),
+            dbname: database.dbname.clone(),
+            owner: DatabaseRoles::of(&database.name).owner,
+        }
     }
 
     /// Runs a change that ends the database's server sessions (blocking or

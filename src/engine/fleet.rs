@@ -64,8 +64,11 @@ impl Engine {
             None => {
                 self.provider.provision_primary(&instance.location, &spec.plan).await?;
                 self.connect(&instance.location).await?.ensure_database(&record.dbname).await?;
+                self.ensure_roles(&record).await?;
             }
             Some(leader) => {
+                // Its roles are made on the leader first, so the copy holds them.
+                self.ensure_roles(&record).await?;
                 let upstream = self.current_location(leader.id).await?;
                 self.build_replica(&upstream, &instance.location, &slot, &spec.plan).await?;
             }
@@ -131,15 +134,20 @@ impl Engine {
         Ok(self.route_to(database, &self.current_location(database.id).await?))
     }
 
-    /// Makes the endpoint route every database to its current server (starting it if needed).
+    /// Makes the endpoint route every database to its current server and
+    /// accept every valid login (starting it if needed).
     pub async fn publish_routes(&self) -> EngineResult<()> {
         let mut routes = Vec::new();
         for database in self.store.databases().await? {
             if self.store.instance_in_role(database.id, InstanceRole::Current).await?.is_some() {
+                if database.status == "available" && !self.store.has_credentials(database.id).await? {
+                    // A database made before pgmaint gave each its own roles.
+                    self.ensure_roles(&database).await?;
+                }
                 routes.push(self.route_of(&database).await?);
             }
         }
-        self.endpoint.ensure_started(&routes).await?;
+        self.endpoint.ensure_started(&routes, &self.valid_logins().await?).await?;
         Ok(())
     }
 
@@ -155,10 +163,11 @@ impl Engine {
         Ok(())
     }
 
-    /// The URL applications use for a database; it never changes across maintenance.
+    /// The URL applications use for a database (its role and password, over
+    /// TCP); it never changes across maintenance.
     pub async fn endpoint_url(&self, name: &str) -> EngineResult<String> {
         let database = self.store.database_named(name).await?;
-        Ok(self.endpoint.client_url(&database.name))
+        self.app_url(&database).await
     }
 
     /// Records a required maintenance with the strategy the table picks.
@@ -177,6 +186,9 @@ pub(super) fn plan_of(database: &DatabaseRecord) -> EngineResult<Plan> {
 
 /// Database names become directory names, PgBouncer entries and SQL identifiers.
 pub(super) fn validate_name(name: &str) -> EngineResult<()> {
+    if name.starts_with("pg_") {
+        return Err(EngineError::Invalid(format!("invalid database name {name:?}: names starting with pg_ are reserved for PostgreSQL's roles")));
+    }
     let ok = !name.is_empty()
         && name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -210,7 +222,7 @@ mod tests {
     #[test]
     fn names_and_slots() {
         assert!(validate_name("orders-2").is_ok());
-        for bad in ["", "Orders", "2orders", "a b", "a;drop", &"x".repeat(41)] {
+        for bad in ["", "Orders", "2orders", "a b", "a;drop", "pg_stats", &"x".repeat(41)] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         let slot = new_slot_name("orders-ha");

@@ -122,6 +122,7 @@ impl Engine {
         }
         server.check_writable().await?;
         self.store.fork_database(database.id, &leader.name).await?;
+        self.take_ownership(&self.store.database(database.id).await?, &leader).await?;
         // The leader no longer keeps WAL for it.
         let instance = self.store.current_instance(database.id).await?;
         let slot = slot_of(&instance)?;
@@ -178,8 +179,11 @@ impl Engine {
         self.store
             .move_attachments(app_record.id, database.id, &moved, previous.as_ref().zip(previous_attached_as.as_deref()).map(|(p, key)| (p.id, key)))
             .await?;
-        let new_url = self.endpoint.client_url(&database.name);
-        let previous_url = previous.as_ref().map(|p| self.endpoint.client_url(&p.name));
+        let new_url = self.app_url(&database).await?;
+        let previous_url = match &previous {
+            Some(previous) => Some(self.app_url(previous).await?),
+            None => None,
+        };
         let release = self
             .release_with(&app_record, made_by, Vec::new(), |latest| {
                 let mut config = latest.map(|r| r.config.0.clone()).unwrap_or_default();

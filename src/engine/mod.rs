@@ -7,6 +7,7 @@
 //! return the database to a safe, writable state, without losing a commit and
 //! without ever having two writable primaries. The engine never formats output.
 
+mod access;
 mod control;
 mod detect;
 mod execute;
@@ -26,6 +27,7 @@ mod upgrade;
 
 use std::time::Duration;
 
+pub use access::Rotation;
 pub use copy::DEFAULT_COPY_WORKERS;
 pub use control::{
     AppView, CreateDatabase, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceStatus, MaintenanceView, Role, StoreGauges, WindowStatus,

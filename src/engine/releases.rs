@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use serde_json::{json, Value};
 
 use crate::model::Strategy;
-use crate::store::{AppRecord, Config, ReleaseRecord, StoreError};
+use crate::store::{AppRecord, Config, DatabaseRecord, ReleaseRecord, StoreError};
 
 use super::run::Run;
 use super::{Engine, EngineError, EngineResult};
@@ -221,8 +221,9 @@ impl Engine {
     }
 
     /// The first release of a new app: its attachment `key` -> the database's URL.
-    pub(super) async fn release_attachment(&self, app: &AppRecord, database: &str, key: &str, default_key: bool, made_by: &str) -> EngineResult<ReleaseOutcome> {
-        let url = self.endpoint.client_url(database);
+    pub(super) async fn release_attachment(&self, app: &AppRecord, database: &DatabaseRecord, key: &str, default_key: bool, made_by: &str) -> EngineResult<ReleaseOutcome> {
+        let url = self.app_url(database).await?;
+        let database = &database.name;
         let description = if default_key { format!("Attach {database}") } else { format!("Attach {database} as {key}") };
         self.release_with(app, made_by, Vec::new(), |latest| {
             let mut config = latest.map(|r| r.config.0.clone()).unwrap_or_default();
@@ -238,7 +239,7 @@ impl Engine {
         let database = self.store.database_named(database).await?;
         let key = attachment_key(&database.name, name)?;
         self.store.insert_attachment(app.id, database.id, &key).await?;
-        self.release_attachment(&app, &database.name, &key, name.is_none(), made_by).await
+        self.release_attachment(&app, &database, &key, name.is_none(), made_by).await
     }
 
     /// `config set APP KEY=VALUE...`: one release `Set KEY1, KEY2`.
@@ -346,11 +347,9 @@ impl Engine {
 
     /// Values that are the endpoint URL of a database that no longer exists.
     async fn dangling_urls(&self, config: &Config) -> EngineResult<Vec<String>> {
-        let probe = self.endpoint.client_url("\u{1}");
-        let Some((prefix, suffix)) = probe.split_once('\u{1}') else { return Ok(Vec::new()) };
         let mut warnings = Vec::new();
         for (key, value) in config {
-            let Some(name) = value.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(suffix)) else { continue };
+            let Some(name) = self.endpoint.database_of_url(value) else { continue };
             match self.store.database_named(name).await {
                 Ok(_) => {}
                 Err(StoreError::NotFound(_)) => warnings.push(format!(
@@ -362,22 +361,37 @@ impl Engine {
         Ok(warnings)
     }
 
-    /// A release for every app whose config points at the database, with its
-    /// config unchanged (the URL does not change across maintenance), e.g.
-    /// `Switchover orders`; restart hooks run as for any release.
-    async fn record_attachment_release(&self, database_id: i64, change: &str, since: Option<DateTime<Utc>>) -> EngineResult<Vec<ReleaseOutcome>> {
-        let database = self.store.database(database_id).await?;
-        let url = self.endpoint.client_url(&database.name);
+    /// A release for every app whose config points at the database (its URL
+    /// `old_url`), with that URL replaced by `new_url`: the same URL after a
+    /// maintenance (`Switchover orders`: the URL never changes across one),
+    /// another after a rotation (`Rotate credentials orders`). Restart hooks
+    /// run as for any release. An app whose latest release is already this
+    /// change, made since `since`, is not released twice (a repeated step).
+    pub(super) async fn record_attachment_release(
+        &self,
+        database_id: i64,
+        change: &str,
+        since: Option<DateTime<Utc>>,
+        made_by: &str,
+        old_url: &str,
+        new_url: &str,
+    ) -> EngineResult<Vec<ReleaseOutcome>> {
         let mut outcomes = Vec::new();
         for app in self.store.apps_attached_to(database_id).await? {
             let latest = self.store.latest_release(app.id).await?;
-            let points_here = latest.as_ref().is_some_and(|r| r.config.0.values().any(|v| *v == url));
+            let points_here = latest.as_ref().is_some_and(|r| r.config.0.values().any(|v| v == old_url || v == new_url));
             let already = latest.as_ref().is_some_and(|r| r.change == change && since.is_some_and(|since| r.created_at >= since));
             if !points_here || already {
                 continue;
             }
             let outcome = self
-                .release_with(&app, DEFAULT_MAKER, Vec::new(), |latest| Ok((change.to_string(), latest.map(|r| r.config.0.clone()).unwrap_or_default())))
+                .release_with(&app, made_by, Vec::new(), |latest| {
+                    let mut config = latest.map(|r| r.config.0.clone()).unwrap_or_default();
+                    for value in config.values_mut().filter(|v| *v == old_url) {
+                        *value = new_url.to_string();
+                    }
+                    Ok((change.to_string(), config))
+                })
                 .await?;
             outcomes.push(outcome);
         }
@@ -396,7 +410,8 @@ impl Engine {
     pub(super) async fn release_after_switch(&self, run: &Run) -> EngineResult<Value> {
         let change = switch_change(run);
         let since = run.maintenance.started_at;
-        let outcomes = self.record_attachment_release(run.database.id, &change, since).await?;
+        let url = self.app_url(&run.database).await?;
+        let outcomes = self.record_attachment_release(run.database.id, &change, since, DEFAULT_MAKER, &url, &url).await?;
         let apps: Vec<Value> = outcomes
             .iter()
             .map(|o| json!({ "app": o.info.summary.app, "version": o.info.summary.version, "restart_error": o.restart_error }))

@@ -94,6 +94,9 @@ impl Engine {
         let plan = self.plan_after(run)?;
         self.provider.provision_primary(&target.location, &plan).await?;
         self.connect(&target.location).await?.ensure_database(&run.database.dbname).await?;
+        // A new cluster: the database's roles are recreated there, as recorded.
+        let credentials = self.credentials_of(&run.database).await?;
+        self.apply_access(&target.location, &run.database, &credentials).await?;
         run.maintenance = self.store.maintenance(run.maintenance.id).await?;
         Ok(json!({ "target": target.location, "plan": plan.name() }))
     }
@@ -109,8 +112,7 @@ impl Engine {
     /// Copies the old server's database into the target, recording progress.
     /// `copy_data`: the old server's database copied into the target and verified.
     pub(super) async fn copy_into(&self, run: &Run, old: &str, target: &str) -> EngineResult<Value> {
-        let dbname = &run.database.dbname;
-        let (source, destination) = (self.copy_side(old, dbname), self.copy_side(target, dbname));
+        let (source, destination) = (self.copy_side(old, &run.database), self.copy_side(target, &run.database));
         let latest: Mutex<Option<CopyProgress>> = Mutex::new(None);
         let on_progress = |progress: CopyProgress| {
             if let Ok(mut latest) = latest.lock() {

@@ -18,7 +18,10 @@
 //! server's own programs, as the server user): pg_dump must be at least as new
 //! as the source server, which the provider's newest installed binaries are.
 //! Ownership and privileges are not copied (`--no-owner --no-privileges`): the
-//! two servers need not share roles; everything belongs to the target's superuser.
+//! two servers need not share roles. The target database and everything in
+//! it belong to the target's owner role (its schema is applied as that role),
+//! which stays as it was. Child programs get passwords through the
+//! environment, never on their command line.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -33,17 +36,41 @@ use tokio::process::Command;
 use tokio_postgres::{Client, NoTls};
 
 use super::{ident, literal, PgError, PgResult};
+use crate::provider::ServerAddress;
 
 /// Builds the command for a PostgreSQL client program (`pg_dump`, `psql`).
 pub type Programs = dyn Fn(&str) -> Command + Send + Sync;
 
-/// One end of a copy: a conninfo to its database, and one to a maintenance
-/// database of the same server (the target's is used to drop and create it).
+/// One end of a copy: database `dbname` of the server at `address` (whose
+/// `postgres` database is used to drop and create it), owned by `owner`.
 #[derive(Debug, Clone)]
 pub struct CopySide {
-    pub conninfo: String,
-    pub admin_conninfo: String,
+    pub address: ServerAddress,
     pub dbname: String,
+    /// The role the target database and its objects belong to.
+    pub owner: String,
+}
+
+impl CopySide {
+    /// Its database, as pgmaint's role (with the password, if any: in-process only).
+    pub fn conninfo(&self) -> String {
+        self.address.conninfo(&self.dbname)
+    }
+
+    /// The server's `postgres` database, as pgmaint's role.
+    pub fn admin_conninfo(&self) -> String {
+        self.address.conninfo("postgres")
+    }
+
+    /// Points a client program at the database: the connection string on its
+    /// command line without the password, which goes in its environment.
+    fn connect_program(&self, command: &mut Command) {
+        let mut address = self.address.clone();
+        if let Some(password) = address.password.take() {
+            command.env("PGPASSWORD", password);
+        }
+        command.arg(format!("--dbname={}", address.conninfo(&self.dbname)));
+    }
 }
 
 /// The phases of a copy, in order.
@@ -154,7 +181,7 @@ pub async fn copy_database(
     let workers = workers.max(1);
 
     // 1. One snapshot for everything read from the source.
-    let coordinator = connect(&source.conninfo).await?;
+    let coordinator = connect(&source.conninfo()).await?;
     coordinator.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(query("begin snapshot"))?;
     let snapshot: String =
         coordinator.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(query("pg_export_snapshot"))?.get(0);
@@ -213,11 +240,11 @@ pub async fn copy_database(
     let work = async {
         // 2-3. A fresh target database with the source's schema.
         let (pre_data, post_data) = tokio::try_join!(
-            dump(programs, &source.conninfo, &snapshot, "pre-data"),
-            dump(programs, &source.conninfo, &snapshot, "post-data"),
+            dump(programs, source, &snapshot, "pre-data"),
+            dump(programs, source, &snapshot, "post-data"),
         )?;
         recreate(target).await?;
-        apply(programs, &target.conninfo, &pre_data, "pre-data").await?;
+        apply(programs, target, &pre_data, "pre-data").await?;
         let schema_seconds = started.elapsed().as_secs_f64();
 
         // 4. Data, largest tables first, `workers` at a time.
@@ -229,7 +256,7 @@ pub async fn copy_database(
         {
             let mut running = futures_util::stream::FuturesUnordered::new();
             for _ in 0..workers.min(tables_total) {
-                running.push(worker(source.conninfo.clone(), target.conninfo.clone(), snapshot.clone(), queue.clone(), shared.clone()));
+                running.push(worker(source.conninfo(), target.conninfo(), snapshot.clone(), queue.clone(), shared.clone()));
             }
             while let Some(result) = running.next().await {
                 copied.extend(result?);
@@ -240,10 +267,10 @@ pub async fn copy_database(
         // 5-6. Indexes and constraints after the data, then sequences.
         set_phase(CopyPhase::PostData);
         let post_clock = Instant::now();
-        apply(programs, &target.conninfo, &post_data, "post-data").await?;
+        apply(programs, target, &post_data, "post-data").await?;
         let post_data_seconds = post_clock.elapsed().as_secs_f64();
         set_phase(CopyPhase::Sequences);
-        let target_client = connect(&target.conninfo).await?;
+        let target_client = connect(&target.conninfo()).await?;
         for (sequence, value) in &sequences {
             target_client
                 .execute(&format!("SELECT pg_catalog.setval({}, $1, true)", literal(sequence)), &[value])
@@ -268,7 +295,7 @@ pub async fn copy_database(
 
     // 7. Verification: every table has as many rows on both sides.
     set_phase(CopyPhase::Verify);
-    let target_client = connect(&target.conninfo).await?;
+    let target_client = connect(&target.conninfo()).await?;
     let mut tables_report = Vec::new();
     for (table, bytes, copied_rows) in copied {
         let count_sql = format!("SELECT count(*) FROM {table}");
@@ -337,13 +364,14 @@ async fn worker(
 }
 
 /// One section of the source's schema, as plain SQL (as of the snapshot).
-async fn dump(programs: &Programs, conninfo: &str, snapshot: &str, section: &str) -> PgResult<Vec<u8>> {
+async fn dump(programs: &Programs, source: &CopySide, snapshot: &str, section: &str) -> PgResult<Vec<u8>> {
     let mut command = programs("pg_dump");
     command
         .args(["--schema-only", "--no-owner", "--no-privileges", "--format=plain"])
         .arg(format!("--section={section}"))
-        .arg(format!("--snapshot={snapshot}"))
-        .arg(format!("--dbname={conninfo}"))
+        .arg(format!("--snapshot={snapshot}"));
+    source.connect_program(&mut command);
+    command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let out = command.output().await.map_err(|e| PgError::Unexpected(format!("running pg_dump: {e}")))?;
@@ -353,18 +381,19 @@ async fn dump(programs: &Programs, conninfo: &str, snapshot: &str, section: &str
     Ok(out.stdout)
 }
 
-/// Runs `sql` (pg_dump output, with its psql meta-commands) through psql in one transaction.
-async fn apply(programs: &Programs, conninfo: &str, sql: &[u8], what: &str) -> PgResult<()> {
+/// Runs `sql` (pg_dump output, with its psql meta-commands) through psql in
+/// one transaction, as the target's owner role, so what it creates is the owner's.
+async fn apply(programs: &Programs, target: &CopySide, sql: &[u8], what: &str) -> PgResult<()> {
     let mut command = programs("psql");
+    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
+    target.connect_program(&mut command);
     command
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
-        .arg(format!("--dbname={conninfo}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|e| PgError::Unexpected(format!("running psql: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let sql = sql.to_vec();
+    let sql = [format!("SET ROLE {};\n", ident(&target.owner)).as_bytes(), sql].concat();
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&sql).await;
     });
@@ -376,12 +405,15 @@ async fn apply(programs: &Programs, conninfo: &str, sql: &[u8], what: &str) -> P
     Ok(())
 }
 
-/// Drops the target database (cutting its sessions) and creates it empty.
+/// Drops the target database (cutting its sessions) and creates it empty,
+/// owned by the target's owner role and closed to PUBLIC as before.
 async fn recreate(target: &CopySide) -> PgResult<()> {
-    let admin = connect(&target.admin_conninfo).await?;
+    let admin = connect(&target.admin_conninfo()).await?;
     let name = ident(&target.dbname);
+    let owner = ident(&target.owner);
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(query("DROP DATABASE"))?;
-    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await.map_err(query("CREATE DATABASE"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {name} OWNER {owner} TEMPLATE template0")).await.map_err(query("CREATE DATABASE"))?;
+    admin.batch_execute(&format!("REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC")).await.map_err(query("REVOKE CONNECT"))?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! received the shutdown checkpoint?") and every SQL-level action it takes
 //! (CHECKPOINT, pg_promote, repointing primary_conninfo) is here.
 
+pub mod access;
 pub mod copy;
 
 use std::time::Duration;

@@ -99,15 +99,6 @@ impl TestApi {
     }
 }
 
-/// A loopback address below the ephemeral range that is free right now.
-fn free_port() -> SocketAddr {
-    let start = 20_000 + (std::process::id() % 10_000) as u16;
-    (0..2_000)
-        .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + (start - 20_000 + i) % 12_000)))
-        .find(|addr| std::net::TcpListener::bind(addr).is_ok())
-        .expect("a free port below 32768")
-}
-
 /// A raw HTTP/1.1 GET over TCP with an optional Authorization header; returns the status line.
 async fn raw_get(addr: SocketAddr, authorization: Option<&str>) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -130,7 +121,7 @@ async fn control_verbs_through_the_binary() {
     let token_file = env.dir.join("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let tcp = free_port();
+    let tcp = SocketAddr::from(([127, 0, 0, 1], crate::harness::free_port()));
     let config = ApiConfig { socket: socket.clone(), socket_group: None, tcp: Some(tcp), token_file: Some(token_file) };
     let nudge = Arc::new(Notify::new());
     let server = TestApi::start(engine.clone(), config, nudge.clone()).await;

@@ -102,8 +102,9 @@ async fn copy_through_the_binary_with_a_writer_on_the_source() {
     let engine = Arc::new(engine(&env).await);
     engine.create_database(&spec("shop", "essential-0", None)).await.expect("create shop");
     engine.create_database(&spec("staging", "essential-0", None)).await.expect("create staging");
-    let shop_url = engine.endpoint().client_conninfo("shop");
-    let staging_url = engine.endpoint().client_conninfo("staging");
+    // Each side as its own role over TCP: the copy leaves staging's role in place.
+    let shop_url = engine.endpoint_url("shop").await.unwrap();
+    let staging_url = engine.endpoint_url("staging").await.unwrap();
 
     let shop = connect_conninfo(&shop_url).await;
     shop.batch_execute(

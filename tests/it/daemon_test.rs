@@ -22,7 +22,8 @@ fn write_config(env: &TestEnv, node: &str, extra: &str) -> std::path::PathBuf {
         env.dir.join("d").display(),
         state.display(),
         env.dir.join(format!("{node}.sock")).display()
-    ) + extra;
+    ) + &env.endpoint_config()
+        + extra;
     let path = env.dir.join(format!("{node}.toml"));
     std::fs::write(&path, text).unwrap();
     path

@@ -29,7 +29,7 @@ async fn primary_behind_bouncer(env: &TestEnv) -> (Cluster, PgBouncer) {
     connect(&primary).await.batch_execute("CREATE DATABASE app").await.unwrap();
     connect_conninfo(&primary.conninfo(DB)).await.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY)").await.unwrap();
     let bouncer = bouncer(env);
-    let outcome = bouncer.ensure_started(&[Route::to(DB, &primary.address(), DB)]).await.unwrap();
+    let outcome = bouncer.ensure_started(&[Route::to(DB, &primary.address(), DB)], &[]).await.unwrap();
     assert_eq!(outcome, EnsureOutcome::Started);
     (primary, bouncer)
 }
@@ -114,7 +114,7 @@ async fn endpoint_routes_clients_and_shows_route() {
     let (primary, bouncer) = primary_behind_bouncer(&env).await;
 
     // Clients connect through the URL applications use, and write.
-    let client = connect_conninfo(&bouncer.client_url(DB)).await;
+    let client = connect_conninfo(&bouncer.client_conninfo(DB)).await;
     client.simple_query("INSERT INTO t VALUES (1)").await.unwrap();
     let count: i64 = connect_conninfo(&primary.conninfo(DB)).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
     assert_eq!(count, 1);
@@ -122,7 +122,7 @@ async fn endpoint_routes_clients_and_shows_route() {
     let mut admin = bouncer.admin().await.unwrap();
     let row = admin.database(DB).await.unwrap().expect("route in SHOW DATABASES");
     assert!(row.matches(&Route::to(DB, &primary.address(), DB)), "{row:?}");
-    assert_eq!(row.force_user.as_deref(), Some("postgres"));
+    assert_eq!(row.force_user, None, "server connections log in as the client's own role");
     assert!(!row.paused);
     let pools = admin.show_pools().await.unwrap();
     let pool = pools.iter().find(|p| p.database == DB).expect("pool for app");
@@ -365,9 +365,9 @@ async fn endpoint_life_cycle_is_idempotent() {
     let routes = [Route::to("postgres", &primary.address(), "postgres")];
 
     assert!(!bouncer.is_running());
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Started);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Started);
     let pid = bouncer.pid().expect("pid");
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Unchanged);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Unchanged);
     assert_eq!(bouncer.pid(), Some(pid), "second ensure_started restarted pgbouncer");
 
     // It runs as the server user when we are root.
@@ -380,13 +380,13 @@ async fn endpoint_life_cycle_is_idempotent() {
 
     // A new route set is written and reloaded without a restart, removed routes go.
     let moved = [Route::to("postgres", &other.address(), "postgres"), Route::to("second", &primary.address(), "postgres")];
-    assert_eq!(bouncer.ensure_started(&moved).await.unwrap(), EnsureOutcome::Reloaded);
+    assert_eq!(bouncer.ensure_started(&moved, &[]).await.unwrap(), EnsureOutcome::Reloaded);
     assert_eq!(bouncer.pid(), Some(pid));
     let mut admin = bouncer.admin().await.unwrap();
     for route in &moved {
         assert!(admin.database(&route.name).await.unwrap().unwrap().matches(route));
     }
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Reloaded);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Reloaded);
     assert!(admin.database("second").await.unwrap().is_none(), "removed route still served");
 
     // A crash between writing the ini file and RELOAD: the next call notices.
@@ -395,7 +395,7 @@ async fn endpoint_life_cycle_is_idempotent() {
         &other.socket_dir().display().to_string(),
     ))
     .unwrap();
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Reloaded);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Reloaded);
     admin.reload().await.unwrap();
     assert!(admin.database("postgres").await.unwrap().unwrap().matches(&routes[0]));
 
@@ -405,8 +405,8 @@ async fn endpoint_life_cycle_is_idempotent() {
     assert!(before.contains(&("pool_mode".to_string(), "transaction".to_string())));
     std::fs::write(bouncer.ini_file(), std::fs::read_to_string(bouncer.ini_file()).unwrap().replace("server_check_delay = 1", "server_check_delay = 30")).unwrap();
     admin.reload().await.unwrap();
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Reloaded);
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Unchanged);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Reloaded);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Unchanged);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", bouncer.pid().unwrap())).unwrap();
     let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().to_string();
     let soft: u64 = open_files.split_whitespace().nth(3).unwrap().parse().unwrap();
@@ -417,7 +417,7 @@ async fn endpoint_life_cycle_is_idempotent() {
     assert!(!bouncer.is_running());
     assert!(!bouncer.pid_file().exists());
     bouncer.stop().await.unwrap();
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Started);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Started);
     connect_conninfo(&bouncer.client_conninfo("postgres")).await.simple_query("SELECT 1").await.unwrap();
 
     // kill -9 leaves a stale pidfile; ensure_started starts it anyway.
@@ -430,10 +430,8 @@ async fn endpoint_life_cycle_is_idempotent() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!bouncer.is_running());
-    assert_eq!(bouncer.ensure_started(&routes).await.unwrap(), EnsureOutcome::Started);
+    assert_eq!(bouncer.ensure_started(&routes, &[]).await.unwrap(), EnsureOutcome::Started);
     assert_ne!(bouncer.pid(), Some(pid));
 
-    // The client URL is the libpq form of the same endpoint.
-    connect_conninfo(&bouncer.client_url("postgres")).await.simple_query("SELECT 1").await.unwrap();
-    let _ = bouncer.ensure_started(&[Route::to("pgbouncer", &primary.address(), "x")]).await.unwrap_err();
+    let _ = bouncer.ensure_started(&[Route::to("pgbouncer", &primary.address(), "x")], &[]).await.unwrap_err();
 }

@@ -19,7 +19,7 @@ pub async fn engine(env: &TestEnv) -> Engine {
     let store = Store::connect(&state.url("postgres")).await.expect("state store");
     let data_dir = env.dir.join("d");
     let provider = LocalProvider::open(&data_dir).await.expect("provider");
-    let endpoint = PgBouncer::at(data_dir.join("bouncer"), env.user.clone());
+    let endpoint = PgBouncer::at(data_dir.join("bouncer"), env.user.clone()).with_listen(&[env.endpoint]).expect("listen address");
     env.track_pidfile(endpoint.pid_file());
     Engine::new(store, std::sync::Arc::new(provider), endpoint, "test")
 }
@@ -49,7 +49,7 @@ pub(crate) async fn all_servers(engine: &Engine, name: &str) -> Vec<String> {
 
 /// Runs `maintenance` under 4 writers and asserts the audit.
 async fn run_under_load(engine: &Engine, name: &str, reason: Reason) -> (RunReport, WorkloadReport) {
-    let url = engine.endpoint().client_conninfo(name);
+    let url = engine.endpoint_url(name).await.unwrap();
     workload::prepare(&url).await.unwrap();
     let maintenance = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
     // A switchover's replacement is prepared ahead, as the daemon does before the window.
@@ -81,7 +81,7 @@ async fn run_under_load(engine: &Engine, name: &str, reason: Reason) -> (RunRepo
 
 /// Waits until the follower `name` holds every acknowledged id.
 pub(crate) async fn assert_follower_complete(engine: &Engine, follower: &str, load: &WorkloadReport) {
-    let conninfo = engine.endpoint().client_conninfo(follower);
+    let conninfo = engine.endpoint_url(follower).await.unwrap();
     let mut lost = Vec::new();
     for _ in 0..100 {
         lost = load.lost_on(&conninfo).await.unwrap();
@@ -145,7 +145,7 @@ async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
     engine.create_database(&spec("stock", "standard-0", None)).await.unwrap();
     let database = engine.store().database_named("stock").await.unwrap();
     let old = engine.store().current_instance(database.id).await.unwrap();
-    let url = engine.endpoint().client_conninfo("stock");
+    let url = engine.endpoint_url("stock").await.unwrap();
     workload::prepare(&url).await.unwrap();
     let maintenance = engine.require_maintenance("stock", Reason::OsPatch, Utc::now() + chrono::Duration::days(1)).await.unwrap();
     engine.prepare_maintenance(maintenance.id).await.unwrap();

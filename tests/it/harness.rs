@@ -42,8 +42,26 @@ async fn template(bindir: &Path, user: &ServerUser) -> &'static Template {
         .await
 }
 
+/// A port below 32768 (outside Linux's range for outgoing connections) that
+/// nothing listens on right now on 127.0.0.1, and that this process has not
+/// handed out before.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..500 {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) && std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
 pub struct TestEnv {
     pub dir: PathBuf,
+    /// Where this test's PgBouncer listens on TCP (its own port).
+    pub endpoint: std::net::SocketAddr,
     pub bindir: PathBuf,
     pub user: ServerUser,
     clusters: Mutex<Vec<Cluster>>,
@@ -63,6 +81,7 @@ impl TestEnv {
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod test dir");
         TestEnv {
             dir,
+            endpoint: std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
             bindir: find_bindir().expect("PostgreSQL binaries"),
             user,
             clusters: Mutex::new(Vec::new()),
@@ -100,6 +119,11 @@ impl TestEnv {
         cluster.configure(&managed_server_settings()).expect("configure replica");
         cluster.start().await.expect("start replica");
         cluster
+    }
+
+    /// The `[endpoint]` section that makes a daemon's PgBouncer listen where this test's does.
+    pub fn endpoint_config(&self) -> String {
+        format!("\n[endpoint]\nlisten = [\"{}\"]\n", self.endpoint)
     }
 
     /// Stops, when the test ends, every server a daemon process made under

@@ -17,9 +17,13 @@ use crate::harness::TestEnv;
 
 /// Runs `pgmaint daemon --once` against the test's fleet, with an optional failpoint.
 fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> std::process::Output {
+    let config = env.dir.join("drill.toml");
+    std::fs::write(&config, env.endpoint_config()).expect("drill config");
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgmaint"));
     command
-        .args(["daemon", "--once", "--node", "drill", "--data-dir"])
+        .args(["daemon", "--once", "--node", "drill", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(env.dir.join("d"))
         .args(["--state-url", state_url])
         .env("PGMAINT_LOG", "warn");
@@ -46,7 +50,7 @@ async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, name: &str) {
 async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, writes_to: &str, require: impl AsyncFn() -> MaintenanceRecord, failpoints: &[&str]) {
     let state_url = env.dir.join("state").display().to_string();
     let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
-    let url = engine.endpoint().client_conninfo(writes_to);
+    let url = engine.endpoint_url(writes_to).await.unwrap();
     workload::prepare(&url).await.unwrap();
     let watch = PrimaryWatch::start(Vec::new());
     watch_servers(engine, &watch, name).await;

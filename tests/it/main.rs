@@ -1,5 +1,6 @@
 //! The one integration test binary: real PostgreSQL, PgBouncer and SMTP servers.
 
+mod access_test;
 mod api_test;
 mod cli_planning;
 mod config_test;

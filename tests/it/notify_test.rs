@@ -3,7 +3,7 @@
 //! restart, is never sent twice by two daemons, and falls back to `.eml` files.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,17 +18,7 @@ use crate::harness::TestEnv;
 
 const PYTHON: &str = "/usr/bin/python3";
 
-/// A port below 32768 (outside Linux's range for outgoing connections) that
-/// nothing listens on right now.
-fn free_port() -> u16 {
-    for _ in 0..200 {
-        let port = rand::random::<u16>() % 12_000 + 20_000;
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 20000..32000");
-}
+use crate::harness::free_port;
 
 /// aiosmtpd on 127.0.0.1:`port`, storing what it receives in a Maildir;
 /// killed when dropped (and by the test's env, through its pidfile).

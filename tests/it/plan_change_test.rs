@@ -46,7 +46,8 @@ async fn essential_upgrade_copies_at_once_refusing_writes_without_losing_any() {
     let engine = Arc::new(engine(&env).await);
     engine.create_database(&spec("blog", "essential-0", None)).await.expect("create blog");
     engine.create_app("web", "blog", &AppHooks::default(), "test").await.expect("create app");
-    let url = engine.endpoint().client_conninfo("blog");
+    // The app's own role over TCP: the new server gets the roles recreated.
+    let url = engine.endpoint_url("blog").await.unwrap();
     let blog = connect_conninfo(&url).await;
     blog.batch_execute(
         "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz DEFAULT now());

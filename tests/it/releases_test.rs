@@ -149,7 +149,7 @@ async fn releases_through_the_binary() {
     // a rolled-back URL of a database that no longer exists is warned about
     let app = engine.store().app_named("web").await.unwrap();
     let store = engine.store();
-    let gone_url = engine.endpoint().client_url("gone");
+    let gone_url = engine.endpoint().client_url("gone_1", "no-longer", "gone");
     let mut with_gone = store.latest_release(app.id).await.unwrap().unwrap().config.0;
     with_gone.insert("GONE_URL".into(), gone_url.clone());
     store.insert_release(app.id, 7, "Attach gone", "someone", &with_gone, None).await.unwrap().expect("v7");

@@ -1,7 +1,8 @@
 //! One PostgreSQL server on this host: its directory, its socket, its life cycle.
 //!
 //! A cluster lives in one directory owned by the server user: `data/` (the data
-//! directory), the Unix socket `.s.PGSQL.<port>` and `server.log`. Servers
+//! directory), the Unix socket `.s.PGSQL.<port>` and `server.log`; mode 0700,
+//! so no other local user reaches the socket (which trusts the superuser). Servers
 //! listen on their own socket directory only (no TCP), so any number of them
 //! can share a port number without ever colliding. Every action first looks at
 //! the server (running? already stopped?) so it can be repeated after a crash.
@@ -141,7 +142,9 @@ impl Cluster {
         self.data_dir().join("PG_VERSION").exists()
     }
 
-    /// Creates the cluster directory, checking the socket path fits the kernel's limit.
+    /// Creates the cluster directory, checking the socket path fits the
+    /// kernel's limit. Mode 0700: the socket inside trusts local connections
+    /// as the superuser, so only the server user (and root) may reach it.
     fn prepare_root(&self) -> Result<(), ProviderError> {
         let socket = self.root.join(format!(".s.PGSQL.{}", self.port));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -150,7 +153,7 @@ impl Cluster {
                 socket.display()
             )));
         }
-        self.user.own_dir(&self.root, 0o755)
+        self.user.own_dir(&self.root, 0o700)
     }
 
     /// Creates a fresh primary data directory: a copy of `template` when given
@@ -378,7 +381,7 @@ impl Template {
         if template.data_dir().join("PG_VERSION").exists() {
             return Ok(template);
         }
-        user.own_dir(root, 0o755)?;
+        user.own_dir(root, 0o700)?;
         let staging = root.join("data.partial");
         remove_partial(&staging)?;
         initdb(user, bindir, &staging, root, true).await?;

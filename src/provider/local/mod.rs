@@ -34,7 +34,7 @@ impl LocalProvider {
         let bindir = find_bindir()?;
         user.own_dir(data_dir, 0o755)?;
         let instances_dir = data_dir.join("instances");
-        user.own_dir(&instances_dir, 0o755)?;
+        user.own_dir(&instances_dir, 0o700)?;
         let template = Template::ensure(&data_dir.join("template"), &bindir, &user).await?;
         Ok(LocalProvider { instances_dir, bindir, user, template })
     }
