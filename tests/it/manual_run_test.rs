@@ -22,14 +22,14 @@ use crate::harness::TestEnv;
 const BIN: &str = env!("CARGO_BIN_EXE_pgmaint");
 
 /// A daemon process, killed if the test ends without stopping it.
-struct DaemonProcess {
+pub(crate) struct DaemonProcess {
     child: Child,
     log: PathBuf,
 }
 
 impl DaemonProcess {
     /// `pgmaint daemon --config FILE --data-dir DIR`, logging at `info` to a file.
-    fn start(env: &TestEnv, config: &Path, data_dir: &Path) -> DaemonProcess {
+    pub(crate) fn start(env: &TestEnv, config: &Path, data_dir: &Path) -> DaemonProcess {
         env.track_daemon_dir(data_dir);
         let log = env.dir.join("daemon.log");
         let mut child = Command::new(BIN);
@@ -44,12 +44,12 @@ impl DaemonProcess {
         DaemonProcess { child: child.spawn().expect("start pgmaint daemon"), log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM; the exit status and the whole log.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) async fn stop(mut self) -> (std::process::ExitStatus, String) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
@@ -65,7 +65,7 @@ impl Drop for DaemonProcess {
     }
 }
 
-async fn wait_for_socket(socket: &Path, daemon: &DaemonProcess) {
+pub(crate) async fn wait_for_socket(socket: &Path, daemon: &DaemonProcess) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "the daemon never served on {}; its log:\n{}", socket.display(), daemon.log());
