@@ -386,15 +386,22 @@ impl Engine {
                 self.store.hold_rollout_maintenances(rollout.id).await?;
             }
             RolloutAction::Resume => {
-                if !self.store.transition_rollout(rollout.id, &[RolloutState::Halted, RolloutState::Paused], RolloutState::Running, None).await? {
+                if !matches!(rollout.state, RolloutState::Halted | RolloutState::Paused) {
                     return Err(refused("resumed"));
                 }
+                // While it is still halted (the leader leaves it alone), the
+                // failed databases get new maintenances and the held ones are
+                // released; only then does it run again, so the leader never
+                // sees it running with the old failures.
                 let members = self.members(&rollout).await?;
                 for failed in members.failures() {
                     self.require_member(&rollout, &members, failed.database_id, now).await?;
                 }
                 for held in self.store.release_rollout_maintenances(rollout.id).await? {
                     self.replan(&held, now).await?;
+                }
+                if !self.store.transition_rollout(rollout.id, &[RolloutState::Halted, RolloutState::Paused], RolloutState::Running, None).await? {
+                    return Err(refused("resumed"));
                 }
                 let rollout = self.store.rollout_named(name).await?;
                 self.advance_rollout(&rollout, now).await?;

@@ -206,7 +206,8 @@ impl Store {
         self.insert_maintenance_for(database_id, reason, strategy, required_by, target_plan, None).await
     }
 
-    /// [`Store::insert_maintenance`], required by `rollout_id` if given.
+    /// [`Store::insert_maintenance`], required by `rollout_id` if given (held
+    /// when that rollout is halted or paused).
     pub async fn insert_maintenance_for(
         &self,
         database_id: i64,
@@ -217,7 +218,8 @@ impl Store {
         rollout_id: Option<i64>,
     ) -> StoreResult<MaintenanceRecord> {
         let row: Option<MaintenanceRow> = sqlx::query_as(&format!(
-            "INSERT INTO maintenances (database_id, reason, strategy, required_by, target_plan, rollout_id) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO maintenances (database_id, reason, strategy, required_by, target_plan, rollout_id, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN (SELECT state FROM rollouts WHERE id = $6) IN ('halted', 'paused') THEN 'held' ELSE 'pending' END) \
              ON CONFLICT DO NOTHING RETURNING {MAINTENANCE_COLUMNS}"
         ))
         .bind(database_id)

@@ -18,7 +18,7 @@ use crate::api_test::pgmaint;
 use crate::harness::TestEnv;
 use crate::manual_run_test::{wait_for_socket, DaemonProcess};
 
-const BAKE_SECS: i64 = 20;
+const BAKE_SECS: i64 = 10;
 
 fn at(value: &Value) -> DateTime<Utc> {
     value.as_str().unwrap_or_else(|| panic!("not a time: {value}")).parse().unwrap()
