@@ -323,7 +323,7 @@ impl Engine {
     }
 
     /// Requires the rollout's maintenance of one database and plans it. A
-    /// database that has another maintenance open halts the rollout.
+    /// database that has a maintenance open for something else halts the rollout.
     async fn require_member(&self, rollout: &RolloutRecord, members: &Members, database_id: i64, now: DateTime<Utc>) -> EngineResult<()> {
         let database = self.store.database(database_id).await?;
         let reason = rollout.reason.parse::<Reason>().map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -333,6 +333,11 @@ impl Engine {
                 Ok(())
             }
             Err(EngineError::Store(StoreError::Conflict(_))) => {
+                // Required already by another caller advancing this rollout (the leader and `create`): nothing to do.
+                let open = self.store.open_maintenance(database.id).await?;
+                if open.is_some_and(|m| m.rollout_id == Some(rollout.id)) {
+                    return Ok(());
+                }
                 let because = format!("{} has another maintenance open", database.name);
                 self.halt_because(rollout, members, &because, &[]).await
             }
