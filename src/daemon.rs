@@ -56,6 +56,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(Engine::new(store, Arc::new(provider), endpoint, config.daemon.node_name())
         .with_claim_lease(config.daemon.lease)
         .with_default_window(config.maintenance.default_window.clone())
+        .with_hooks(config.hooks.clone())
         .with_failpoint(failpoint)
         .with_notifier(notifier))
 }
@@ -183,6 +184,7 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
     }
     if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
         engine.detect(now, config.maintenance.periodic_interval).await?;
+        engine.advance_rollouts(now).await?;
         engine.remove_retired(now, config.maintenance.retire_grace).await?;
         engine.expire_logins(now).await?;
         for maintenance in engine.store().unfinished_maintenances().await? {
@@ -252,9 +254,10 @@ fn spawn_prepare(engine: Arc<Engine>, id: i64) -> JoinHandle<()> {
     })
 }
 
-/// Sleep until the next tick, or the next scheduled start if sooner.
+/// Sleep until the next tick, or the next scheduled start or end of a rollout's bake if sooner.
 async fn next_wake(engine: &Engine, config: &Config) -> Duration {
     let now = Utc::now();
+    let bake_end = engine.store().next_bake_end().await.ok().flatten();
     let soonest = engine
         .store()
         .unfinished_maintenances()
@@ -262,6 +265,7 @@ async fn next_wake(engine: &Engine, config: &Config) -> Duration {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|m| m.scheduled_for)
+        .chain(bake_end)
         .filter(|at| *at > now)
         .min();
     let until_start = soonest.and_then(|at| (at - now).to_std().ok()).unwrap_or(config.daemon.tick);

@@ -51,6 +51,8 @@ enum WindowCommand {
 enum BenchCommand {
     /// Plan N random databases and report the time per database.
     Planner(cli::planning::BenchPlannerArgs),
+    /// Plan a rollout of N random databases in W waves (`rollout plan`'s planner) and report the time.
+    RolloutPlan(cli::planning::BenchRolloutPlanArgs),
     /// A switchover under a writer workload: max commit gap, errors, lost commits, step times.
     Switchover(cli::bench_maintenance::BenchMaintenanceArgs),
     /// A failover to the HA standby under a writer workload.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => cli::daemon::daemon(args),
         Command::Plan(args) => cli::planning::plan(args),
         Command::Bench(BenchCommand::Planner(args)) => cli::planning::bench_planner(args),
+        Command::Bench(BenchCommand::RolloutPlan(args)) => cli::planning::bench_rollout_plan(args),
         Command::Bench(BenchCommand::Switchover(args)) => cli::bench_maintenance::bench(Strategy::Switchover, args),
         Command::Bench(BenchCommand::Failover(args)) => cli::bench_maintenance::bench(Strategy::Failover, args),
         Command::Bench(BenchCommand::Restart(args)) => cli::bench_maintenance::bench(Strategy::Restart, args),

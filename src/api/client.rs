@@ -17,9 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary, Destroyed,
+    ActOnRollout, AppView, CreateRollout, RolloutAction, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary, Destroyed,
     ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome, ReleaseSummary,
-    RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase,
+    RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetLabels, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase,
     WaitIdle, WindowStatus, RotateCredentials, Rotation,
 };
 use super::USER_HEADER;
@@ -155,6 +155,33 @@ impl Client {
     /// Creates a database and answers with its info once it is available.
     pub async fn create_database(&self, request: &CreateDatabase) -> ClientResult<DatabaseInfo> {
         self.call(Method::POST, "/v1/databases", Some(request)).await
+    }
+
+    /// Sets and removes labels; answers with the database's labels now.
+    pub async fn set_labels(&self, name: &str, request: &SetLabels) -> ClientResult<DatabaseLabels> {
+        self.call(Method::PUT, &format!("/v1/databases/{}/labels", segment(name)), Some(request)).await
+    }
+
+    /// Creates a rollout; answers with it once its first wave is required.
+    pub async fn create_rollout(&self, request: &CreateRollout) -> ClientResult<RolloutView> {
+        self.call(Method::POST, "/v1/rollouts", Some(request)).await
+    }
+
+    pub async fn rollouts(&self) -> ClientResult<Vec<RolloutView>> {
+        self.get("/v1/rollouts").await
+    }
+
+    pub async fn rollout(&self, name: &str) -> ClientResult<RolloutView> {
+        self.get(&format!("/v1/rollouts/{}", segment(name))).await
+    }
+
+    /// Pauses, resumes or aborts a rollout; answers with it.
+    pub async fn act_on_rollout(&self, name: &str, action: RolloutAction) -> ClientResult<RolloutView> {
+        self.call(Method::POST, &format!("/v1/rollouts/{}/actions", segment(name)), Some(&ActOnRollout { action })).await
+    }
+
+    pub async fn plan_rollout(&self, name: &str) -> ClientResult<RolloutPlan> {
+        self.get(&format!("/v1/rollouts/{}/plan", segment(name))).await
     }
 
     pub async fn destroy_database(&self, name: &str, confirm: &str) -> ClientResult<Destroyed> {

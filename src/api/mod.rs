@@ -15,6 +15,7 @@
 //! | `POST /v1/databases/{name}/maintenance` | require a maintenance ([`RequireMaintenance`]) |
 //! | `GET /v1/databases/{name}/maintenance` | the pending maintenance and its status line |
 //! | `PUT /v1/databases/{name}/window` | set the window, re-plan ([`SetWindow`]) |
+//! | `PUT /v1/databases/{name}/labels` | set and remove labels ([`SetLabels`]) |
 //! | `POST /v1/databases/{name}/maintenance/run` | run it now ([`RunMaintenance`]) |
 //! | `GET /v1/databases/{name}/maintenance/history` | past maintenances |
 //! | `POST /v1/databases/{name}/wait` | block until idle ([`WaitIdle`]) |
@@ -32,6 +33,11 @@
 //! | `GET /v1/apps/{name}/releases` | releases, newest first |
 //! | `GET /v1/apps/{name}/releases/{version}` | one release (`v3` or `3`) and its config |
 //! | `POST /v1/apps/{name}/rollback` | a new release copying an older one's config ([`Rollback`]) |
+//! | `GET /v1/rollouts` | every rollout |
+//! | `POST /v1/rollouts` | create a rollout ([`CreateRollout`]) |
+//! | `GET /v1/rollouts/{name}` | a rollout, its waves and their maintenances |
+//! | `POST /v1/rollouts/{name}/actions` | pause, resume or abort it ([`ActOnRollout`]) |
+//! | `GET /v1/rollouts/{name}/plan` | when each wave would run ([`RolloutPlan`]) |
 //! | `GET /openapi.json` | the OpenAPI 3.1 document, generated from [`types`] ([`openapi::document`]) |
 //! | `GET /metrics` | Prometheus text ([`metrics`]) |
 //!

@@ -35,9 +35,9 @@ use serde::Deserialize;
 use tokio::sync::{watch, Notify, RwLock};
 
 use super::types::{
-    AppView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseSummary,
+    ActOnRollout, AppView, CreateRollout, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary,
     Destroyed, ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome,
-    ReleaseSummary, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetWindow, Unfollow, UpgradeAnswer,
+    ReleaseSummary, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetLabels, SetWindow, Unfollow, UpgradeAnswer,
     UpgradeDatabase, WaitIdle, WindowStatus, RotateCredentials, Rotation, DEFAULT_ROTATION_GRACE_SECONDS,
 };
 use super::{metrics, openapi, ApiError, USER_HEADER};
@@ -288,6 +288,7 @@ fn table() -> Vec<(Route, MethodRouter<ApiState>)> {
         at(Post, "/v1/databases/{name}/maintenance", require_maintenance),
         at(Get, "/v1/databases/{name}/maintenance", show_maintenance),
         at(Put, "/v1/databases/{name}/window", set_window),
+        at(Put, "/v1/databases/{name}/labels", set_labels),
         at(Post, "/v1/databases/{name}/maintenance/run", run_maintenance),
         at(Get, "/v1/databases/{name}/maintenance/history", history),
         at(Post, "/v1/databases/{name}/wait", wait_idle),
@@ -306,6 +307,11 @@ fn table() -> Vec<(Route, MethodRouter<ApiState>)> {
         at(Get, "/v1/apps/{name}/releases", releases),
         at(Get, "/v1/apps/{name}/releases/{version}", release_info),
         at(Post, "/v1/apps/{name}/rollback", rollback),
+        at(Get, "/v1/rollouts", list_rollouts),
+        at(Post, "/v1/rollouts", create_rollout),
+        at(Get, "/v1/rollouts/{name}", show_rollout),
+        at(Post, "/v1/rollouts/{name}/actions", act_on_rollout),
+        at(Get, "/v1/rollouts/{name}/plan", plan_rollout),
         at(Get, "/openapi.json", openapi_document),
         at(Get, "/metrics", render_metrics),
     ]
@@ -430,6 +436,75 @@ async fn create_database(State(state): State<ApiState>, Body(request): Body<Crea
     ))]
 async fn database_info(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<DatabaseInfo> {
     Ok(Json(state.engine.info(&name).await?))
+}
+
+/// Set and remove a database's labels (`tier=gold`): what rollouts select by.
+#[utoipa::path(put, path = "/v1/databases/{name}/labels", operation_id = "setLabels", tag = "databases",
+    params(("name" = String, Path, description = "Database name")), request_body = SetLabels,
+    responses(
+        (status = 200, description = "The database's labels now", body = DatabaseLabels),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+    ))]
+async fn set_labels(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<SetLabels>) -> Answer<DatabaseLabels> {
+    let labels = state.engine.set_labels(&name, &request.set, &request.remove).await?;
+    Ok(Json(DatabaseLabels { name, labels }))
+}
+
+/// Every rollout, oldest first.
+#[utoipa::path(get, path = "/v1/rollouts", operation_id = "listRollouts", tag = "rollouts",
+    responses((status = 200, description = "Rollouts", body = Vec<RolloutView>)))]
+async fn list_rollouts(State(state): State<ApiState>) -> Answer<Vec<RolloutView>> {
+    Ok(Json(state.engine.rollouts().await?))
+}
+
+/// Create a rollout: the selection in waves, the first wave's maintenances required at once.
+#[utoipa::path(post, path = "/v1/rollouts", operation_id = "createRollout", tag = "rollouts", request_body = CreateRollout,
+    responses(
+        (status = 201, description = "The rollout", body = RolloutView),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown database", body = ErrorAnswer),
+        (status = 409, description = "A rollout of that name exists, nothing selected, or a database has a maintenance open", body = ErrorAnswer),
+    ))]
+async fn create_rollout(State(state): State<ApiState>, Body(request): Body<CreateRollout>) -> Result<(StatusCode, Json<RolloutView>), HttpError> {
+    let view = state.detached(move |engine| async move { engine.create_rollout(&request, Utc::now()).await }).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A rollout: its state, and each wave's databases with their maintenance.
+#[utoipa::path(get, path = "/v1/rollouts/{name}", operation_id = "showRollout", tag = "rollouts",
+    params(("name" = String, Path, description = "Rollout name")),
+    responses(
+        (status = 200, description = "The rollout", body = RolloutView),
+        (status = 404, description = "Unknown rollout", body = ErrorAnswer),
+    ))]
+async fn show_rollout(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<RolloutView> {
+    Ok(Json(state.engine.rollout(&name).await?))
+}
+
+/// Pause, resume or abort a rollout.
+#[utoipa::path(post, path = "/v1/rollouts/{name}/actions", operation_id = "actOnRollout", tag = "rollouts",
+    params(("name" = String, Path, description = "Rollout name")), request_body = ActOnRollout,
+    responses(
+        (status = 200, description = "The rollout", body = RolloutView),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 404, description = "Unknown rollout", body = ErrorAnswer),
+        (status = 409, description = "Not possible in the rollout's state", body = ErrorAnswer),
+    ))]
+async fn act_on_rollout(State(state): State<ApiState>, UrlPath(name): UrlPath<String>, Body(request): Body<ActOnRollout>) -> Answer<RolloutView> {
+    let view = state.detached(move |engine| async move { engine.act_on_rollout(&name, request.action, Utc::now()).await }).await?;
+    Ok(Json(view))
+}
+
+/// When each wave's databases would run from now (a dry run of the pure planner).
+#[utoipa::path(get, path = "/v1/rollouts/{name}/plan", operation_id = "planRollout", tag = "rollouts",
+    params(("name" = String, Path, description = "Rollout name")),
+    responses(
+        (status = 200, description = "The plan", body = RolloutPlan),
+        (status = 404, description = "Unknown rollout", body = ErrorAnswer),
+    ))]
+async fn plan_rollout(State(state): State<ApiState>, UrlPath(name): UrlPath<String>) -> Answer<RolloutPlan> {
+    Ok(Json(state.engine.plan_rollout(&name, Utc::now()).await?))
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,8 @@ pub use crate::engine::{
     AppView, ConfigView, CreateDatabase, DatabaseInfo, DatabaseSummary, Fate, FollowerFate, HistoryEntry, MaintenanceStatus, MaintenanceView,
     Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Role, Rotation, WindowStatus,
 };
+pub use crate::engine::{CreateRollout, MemberPlanView, MemberView, RolloutAction, RolloutPlan, RolloutView, WavePlanView, WaveView};
+pub use crate::store::RolloutState;
 pub use crate::pg::copy::{CopyPhase, CopyProgress, CopyReport, TableCopy};
 
 use crate::engine::{PlanChange, PlanChangeOutcome, RunReport};
@@ -37,6 +39,28 @@ pub struct RequireMaintenance {
     /// RFC 3339.
     #[schema(format = DateTime)]
     pub required_by: String,
+}
+
+/// `PUT /v1/databases/{name}/labels`: labels to set and keys to remove (others are kept).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SetLabels {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// What `PUT /v1/databases/{name}/labels` answers: the database's labels now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseLabels {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `POST /v1/rollouts/{name}/actions`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActOnRollout {
+    pub action: RolloutAction,
 }
 
 /// `PUT /v1/databases/{name}/window`.

@@ -85,6 +85,7 @@ fn spec(name: &str) -> DatabaseSpec {
         window: "Sunday 02:00".into(),
         window_length: Duration::from_secs(4 * 3600),
         owners: Vec::new(),
+        labels: Default::default(),
     }
 }
 

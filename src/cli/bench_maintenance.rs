@@ -101,6 +101,7 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
         window: "Sunday 02:00".into(),
         window_length: Duration::from_secs(4 * 3600),
         owners: Vec::new(),
+        labels: Default::default(),
     };
     eprintln!("building servers...");
     engine.create_database(&spec("bench", None)).await?;

@@ -1,7 +1,8 @@
 //! `pgmaint bench planner`: plans N random databases and reports the time per
-//! database, so "planning a fleet is fast" is a figure, not a hope. The inputs
-//! come from a fixed seed and are built before the clock starts; only the
-//! planning loop is timed.
+//! database, so "planning a fleet is fast" is a figure, not a hope; `pgmaint
+//! bench rollout-plan` plans a rollout of N random databases in W waves. The
+//! inputs come from a fixed seed and are built before the clock starts; only
+//! the planning is timed.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -11,9 +12,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::planning::{print_json, BenchPlannerArgs};
+use super::planning::{print_json, BenchPlannerArgs, BenchRolloutPlanArgs};
 use super::{Failure, Outcome};
-use pgmaint::schedule::{plan, Blackout, Window};
+use pgmaint::model::WaveSpec;
+use pgmaint::schedule::{plan, plan_rollout, Blackout, Known, WaveMember, Window};
 
 /// The largest N accepted (about 100 bytes of input per database).
 const MAX_DATABASES: u64 = 20_000_000;
@@ -67,6 +69,54 @@ pub fn run(args: BenchPlannerArgs) -> Outcome {
         print_json(&Json { databases: n, seconds, ns_per_database })
     } else {
         println!("planned {n} databases in {seconds:.4} s: {ns_per_database} ns per database ({forced} forced)");
+        Ok(())
+    }
+}
+
+/// Plans a rollout of `--databases` random databases in `--waves` waves of
+/// equal cumulative percentages, with a 1 h bake and a 120-day deadline.
+pub fn run_rollout(args: BenchRolloutPlanArgs) -> Outcome {
+    if args.databases == 0 || args.databases > MAX_DATABASES {
+        return Err(Failure::usage(format!("--databases: must be between 1 and {MAX_DATABASES}, not {}", args.databases)));
+    }
+    if args.waves == 0 || args.waves > 100 {
+        return Err(Failure::usage(format!("--waves: must be between 1 and 100, not {}", args.waves)));
+    }
+    let now = DateTime::from_timestamp(NOW, 0).ok_or_else(|| Failure::failed("bad benchmark epoch"))?;
+    let databases = generate(args.databases as usize, now);
+    let spec: WaveSpec = (1..=args.waves).map(|w| format!("{}%", w * 100 / args.waves)).collect::<Vec<_>>().join(",").parse().map_err(Failure::failed)?;
+    let mut members = databases.iter().map(|db| WaveMember {
+        window: &db.window,
+        length: db.length,
+        blackouts: &db.blackouts[..db.blackout_count],
+        known: Known::Nothing,
+    });
+    let waves: Vec<Vec<WaveMember<'_>>> = spec.split(databases.len()).into_iter().map(|size| members.by_ref().take(size).collect()).collect();
+    let required_by = now + TimeDelta::days(120);
+
+    let started = Instant::now();
+    let planned = plan_rollout(black_box(&waves), TimeDelta::hours(1), required_by, now).map_err(Failure::failed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let forced: usize = planned.iter().map(|w| w.members.iter().filter(|m| m.forced).count()).sum();
+    let last_ends = planned.last().map(|w| w.ends_at).unwrap_or(now);
+
+    let n = databases.len();
+    if args.json {
+        #[derive(Serialize)]
+        struct Json {
+            databases: usize,
+            waves: usize,
+            seconds: f64,
+            forced: usize,
+            last_wave_ends_at: DateTime<Utc>,
+        }
+        print_json(&Json { databases: n, waves: planned.len(), seconds, forced, last_wave_ends_at: last_ends })
+    } else {
+        println!(
+            "planned a rollout of {n} databases in {} waves in {seconds:.4} s ({forced} forced; the last wave ends {})",
+            planned.len(),
+            pgmaint::schedule::format_timestamp(last_ends)
+        );
         Ok(())
     }
 }

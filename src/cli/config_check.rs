@@ -84,6 +84,9 @@ fn summary(config: &Config) -> Value {
         "periodic_interval": format_duration(config.maintenance.periodic_interval),
         "retire_grace": format_duration(config.maintenance.retire_grace),
         "default_window": config.maintenance.default_window,
+        "before_maintenance": config.hooks.before_maintenance,
+        "after_maintenance": config.hooks.after_maintenance,
+        "hook_timeout": format_duration(config.hooks.hook_timeout),
     })
 }
 
@@ -135,6 +138,15 @@ fn summary_text(config: &Config) -> String {
                 format_duration(config.maintenance.periodic_interval),
                 config.maintenance.default_window,
                 format_duration(config.maintenance.retire_grace)
+            ),
+        ),
+        (
+            "hooks",
+            format!(
+                "before {}, after {}, timeout {}",
+                config.hooks.before_maintenance.as_deref().unwrap_or("none"),
+                config.hooks.after_maintenance.as_deref().unwrap_or("none"),
+                format_duration(config.hooks.hook_timeout)
             ),
         ),
     ];

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use pgmaint::api::{
     AttachDatabase, Client, ClientError, CopyDatabase, CopyEvent, CopyPhase, CopyProgress, CreateApp, CreateDatabase, DatabaseInfo, ReleaseInfo,
-    ReleaseOutcome, ReleaseSummary, RequireMaintenance, RotateCredentials, RunReportBody, SetConfig,
+    ReleaseOutcome, ReleaseSummary, RequireMaintenance, RotateCredentials, RunReportBody, SetConfig, SetLabels,
 };
 use pgmaint::engine::parse_version;
-use pgmaint::model::{human_size, reference_time, Plan, Reason, NO_MAINTENANCE};
+use pgmaint::model::{check_label_key, describe_labels, human_size, parse_labels, reference_time, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
 
 use super::{Failure, Outcome};
@@ -55,6 +55,9 @@ pub enum ControlCommand {
     /// Change a database's plan: at once (essential, read-only meanwhile), or
     /// by a replacement on the new plan switched over in the window.
     Upgrade(super::plan_change::UpgradeArgs),
+    /// Fleet rollouts: waves with a canary, bake time, and an automatic halt on failure.
+    #[command(subcommand)]
+    Rollout(super::rollout::RolloutCommand),
     /// Replace TARGET's data with a copy of SOURCE (schema, data, indexes,
     /// sequences, verified); SOURCE refuses writes while it runs.
     Copy(CopyArgs),
@@ -169,6 +172,8 @@ pub enum DatabasesCommand {
     List(ConnectionArgs),
     /// Destroy a database, its servers and its records.
     Destroy(DestroyArgs),
+    /// Set (KEY=VALUE...) and remove (--remove KEY) a database's labels.
+    Label(LabelArgs),
     /// Stop a follower following, for good: it becomes a writable database (destructive).
     Unfollow(super::plan_change::UnfollowArgs),
     /// Make a database an app's DATABASE_URL (a release `Promote NAME`).
@@ -240,6 +245,22 @@ pub struct CreateArgs {
     /// An owner told before and after each maintenance (repeatable).
     #[arg(long = "owner", value_name = "EMAIL")]
     pub owners: Vec<String>,
+    /// A label a rollout can select by (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct LabelArgs {
+    pub name: String,
+    /// Labels to set.
+    #[arg(value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A label to remove (repeatable).
+    #[arg(long = "remove", value_name = "KEY")]
+    pub remove: Vec<String>,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -341,6 +362,7 @@ pub fn run(command: ControlCommand, socket: &Path) -> Outcome {
         ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args, client),
         ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection, client),
         ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args, client),
+        ControlCommand::Databases(DatabasesCommand::Label(args)) => label(args, client),
         ControlCommand::Databases(DatabasesCommand::Unfollow(args)) => super::plan_change::unfollow(args, client),
         ControlCommand::Databases(DatabasesCommand::Promote(args)) => super::plan_change::promote(args, client),
         ControlCommand::Upgrade(args) => super::plan_change::upgrade(args, client),
@@ -359,6 +381,7 @@ pub fn run(command: ControlCommand, socket: &Path) -> Outcome {
         ControlCommand::Rollback(args) => rollback(args, client),
         ControlCommand::Copy(args) => copy(args, client),
         ControlCommand::Credentials(CredentialsCommand::Rotate(args)) => rotate(args, client),
+        ControlCommand::Rollout(command) => super::rollout::run(command, client),
     }
 }
 
@@ -451,7 +474,8 @@ fn create(args: CreateArgs, client: &Client) -> Outcome {
     if let Some(window) = &args.window {
         window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
     }
-    let request = CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.window, owners: args.owners };
+    let labels = parse_labels(&args.labels).map_err(Failure::usage)?;
+    let request = CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.window, owners: args.owners, labels };
     if !args.connection.json {
         eprintln!("Creating {} ({})...", request.name, request.plan);
     }
@@ -474,9 +498,26 @@ fn list(connection: Connection, client: &Client) -> Outcome {
     }
     let rows = databases
         .into_iter()
-        .map(|d| vec![d.name, d.plan, d.role.as_str().to_string(), d.following.unwrap_or_else(|| "-".into()), d.status, d.window])
+        .map(|d| {
+            let labels = describe_labels(&d.labels);
+            vec![d.name, d.plan, d.role.as_str().to_string(), d.following.unwrap_or_else(|| "-".into()), d.status, labels, d.window]
+        })
         .collect();
-    print!("{}", table(&["NAME", "PLAN", "ROLE", "FOLLOWING", "STATUS", "WINDOW"], rows));
+    print!("{}", table(&["NAME", "PLAN", "ROLE", "FOLLOWING", "STATUS", "LABELS", "WINDOW"], rows));
+    Ok(())
+}
+
+fn label(args: LabelArgs, client: &Client) -> Outcome {
+    if args.set.is_empty() && args.remove.is_empty() {
+        return Err(Failure::usage("give labels to set (KEY=VALUE) or --remove KEY"));
+    }
+    let set = parse_labels(&args.set).map_err(Failure::usage)?;
+    args.remove.iter().try_for_each(|key| check_label_key(key)).map_err(Failure::usage)?;
+    let answer = call(client.set_labels(&args.name, &SetLabels { set, remove: args.remove }))?;
+    if args.connection.json {
+        return print_json(&answer);
+    }
+    println!("Labels of {}: {}", answer.name, describe_labels(&answer.labels));
     Ok(())
 }
 
@@ -527,6 +568,7 @@ pub(super) fn info_block(info: &DatabaseInfo) -> String {
             field("Progress", progress.clone());
         }
     }
+    field("Labels", describe_labels(&info.labels));
     field("Maintenance window", info.window.clone());
     field("Endpoint", info.endpoint_url.clone());
     let rotated = info.credentials_rotated_at.map(|at| format!("last rotated {}", at.format("%Y-%m-%d %H:%M:%S %z")));
@@ -635,10 +677,11 @@ fn history(args: NameArgs, client: &Client) -> Outcome {
     let rows = rows
         .into_iter()
         .map(|m| {
-            let outcome = match (m.outcome, m.error) {
-                (Some(outcome), Some(error)) => format!("{outcome}: {error}"),
-                (Some(outcome), None) => outcome,
-                (None, _) => m.state.as_str().to_string(),
+            let outcome = match (m.outcome, m.error, m.check_error) {
+                (Some(outcome), Some(error), _) => format!("{outcome}: {error}"),
+                (Some(outcome), None, Some(check)) => format!("{outcome}, check failed: {check}"),
+                (Some(outcome), None, None) => outcome,
+                (None, _, _) => m.state.as_str().to_string(),
             };
             vec![
                 format!("#{}", m.id),
@@ -846,7 +889,7 @@ fn app_maintenance(args: AppMaintenanceArgs, client: &Client) -> Outcome {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -915,6 +958,7 @@ mod tests {
                 progress_line: Some("replacement on standard-2 ready".into()),
             }),
             window: "Tuesdays 14:30 to 18:30 UTC".into(),
+            labels: [("tier".to_string(), "gold".to_string())].into(),
         };
         assert_eq!(
             info_block(&info),
@@ -928,6 +972,7 @@ mod tests {
              Maintenance:        scheduled for 2026-12-01 14:30:00 +0000, required by 2026-12-04 21:00:00 +0000, replacement ready\n\
              Plan Change:        standard-0 -> standard-2\n\
              Progress:           replacement on standard-2 ready\n\
+             Labels:             tier=gold\n\
              Maintenance window: Tuesdays 14:30 to 18:30 UTC\n\
              Endpoint:           postgresql://orders_1:secret@127.0.0.1:6432/orders\n\
              Credentials:        last rotated 2026-11-30 09:00:00 +0000\n"

@@ -64,6 +64,7 @@ async fn run(engine: &Arc<Engine>, config: &Config, args: &DemoArgs) -> anyhow::
             window: demo_window(Utc::now(), offset),
             window_length: Duration::from_secs(4 * 3600),
             owners: vec![format!("owner@{name}.example")],
+            labels: Default::default(),
         };
         let took = Instant::now();
         engine.create_database(&spec).await?;

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod demo;
 pub mod plan_change;
 pub mod planning;
+pub mod rollout;
 
 use std::fmt;
 

@@ -113,6 +113,23 @@ pub fn bench_planner(args: BenchPlannerArgs) -> Outcome {
     super::bench_planner::run(args)
 }
 
+#[derive(clap::Args, Debug)]
+pub struct BenchRolloutPlanArgs {
+    /// How many random databases the rollout selects.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub databases: u64,
+    /// How many waves (equal cumulative percentages).
+    #[arg(long, value_name = "W", default_value_t = 10)]
+    pub waves: u64,
+    /// Print JSON: {"databases":N,"waves":W,"seconds":S,...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench_rollout_plan(args: BenchRolloutPlanArgs) -> Outcome {
+    super::bench_planner::run_rollout(args)
+}
+
 fn plan_single(args: &PlanArgs) -> Outcome {
     // clap makes both present when --fleet is absent.
     let window = window_arg(Some("--window"), args.window.as_deref().unwrap_or_default())?;

@@ -39,6 +39,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("notify", &["lead_times", "mail_dir"]),
     ("endpoint", &["listen", "server_login_retry", "tls_cert_file", "tls_key_file", "client_tls_sslmode"]),
     ("maintenance", &["periodic_interval", "retire_grace", "default_window"]),
+    ("hooks", &["before_maintenance", "after_maintenance", "hook_timeout"]),
 ];
 
 #[derive(Deserialize, Default)]
@@ -51,6 +52,7 @@ pub(super) struct RawConfig {
     pub(super) notify: Option<Section<RawNotify>>,
     pub(super) endpoint: Option<Section<RawEndpoint>>,
     pub(super) maintenance: Option<Section<RawMaintenance>>,
+    pub(super) hooks: Option<Section<RawHooks>>,
 }
 
 /// A section: a table and nothing else. (A derived struct alone would also take
@@ -137,6 +139,14 @@ pub(super) struct RawMaintenance {
     pub(super) periodic_interval: Raw,
     pub(super) retire_grace: Raw,
     pub(super) default_window: Raw,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub(super) struct RawHooks {
+    pub(super) before_maintenance: Raw,
+    pub(super) after_maintenance: Raw,
+    pub(super) hook_timeout: Raw,
 }
 
 /// The file being loaded: its name and text, to turn byte offsets into lines.
@@ -466,7 +476,7 @@ mod tests {
             "[daemon]\n\n[smpt]\nhost = \"x\"\n",
             3,
             "smpt",
-            "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance)",
+            "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance, hooks)",
         );
         assert_error("tick = \"10s\"\n", 1, "tick", "unknown key \"tick\" at the top level");
         assert_error("\ndaemon = 5\n", 2, "daemon", "expected a table ([daemon]), found integer `5`");

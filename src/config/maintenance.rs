@@ -1,12 +1,13 @@
-//! `[endpoint]` and `[maintenance]`: the PgBouncer endpoint a maintenance
-//! switches clients over, and how often and when maintenances run. The
+//! `[endpoint]`, `[maintenance]` and `[hooks]`: the PgBouncer endpoint a
+//! maintenance switches clients over, how often and when maintenances run,
+//! and the commands run before and after each one. The
 //! default window is read by [`crate::schedule::Window`]'s parser, the one the
 //! fleet file and `pgmaint window` use, so a window this file accepts is one
 //! the planner can plan.
 
-use super::loader::{convert, field, Field, Loader, RawEndpoint, RawMaintenance};
+use super::loader::{convert, field, Field, Loader, RawEndpoint, RawHooks, RawMaintenance};
 use crate::endpoint::ClientTls;
-use super::{ConfigError, EndpointConfig, MaintenanceConfig};
+use super::{ConfigError, EndpointConfig, HooksConfig, MaintenanceConfig};
 use crate::schedule::{ScheduleError, Window};
 
 impl Loader<'_> {
@@ -71,6 +72,19 @@ impl Loader<'_> {
                 Ok(window.split_whitespace().collect::<Vec<_>>().join(" "))
             })?
             .unwrap_or(defaults.default_window),
+        })
+    }
+}
+
+impl Loader<'_> {
+    /// `[hooks]`.
+    pub(super) fn hooks(&self, h: &RawHooks, defaults: HooksConfig) -> Result<HooksConfig, ConfigError> {
+        let command = |f: &Field<'_>, ld: &Loader<'_>| f.string(ld, "a shell command");
+        Ok(HooksConfig {
+            before_maintenance: convert(&field("hooks", "before_maintenance", &h.before_maintenance), self, command)?,
+            after_maintenance: convert(&field("hooks", "after_maintenance", &h.after_maintenance), self, command)?,
+            hook_timeout: convert(&field("hooks", "hook_timeout", &h.hook_timeout), self, Field::positive_duration)?
+                .unwrap_or(defaults.hook_timeout),
         })
     }
 }
@@ -140,6 +154,17 @@ mod tests {
             "maintenance.default_window",
             "\"europe/pariss\" is not an IANA time zone",
         );
+    }
+
+    #[test]
+    fn hooks_values() {
+        let config = parse("[hooks]\nbefore_maintenance = \"/usr/local/bin/drain\"\nhook_timeout = \"30s\"\n").unwrap();
+        assert_eq!(config.hooks.before_maintenance.as_deref(), Some("/usr/local/bin/drain"));
+        assert_eq!(config.hooks.after_maintenance, None);
+        assert_eq!(config.hooks.hook_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(parse("").unwrap().hooks.hook_timeout, std::time::Duration::from_secs(600));
+        assert_error("[hooks]\nhook_timeout = \"0s\"\n", 2, "hooks.hook_timeout", "must be longer than zero");
+        assert_error("[hooks]\nafter_maintenance = \"\"\n", 2, "hooks.after_maintenance", "expected a shell command");
     }
 
     #[test]

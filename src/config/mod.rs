@@ -14,7 +14,7 @@
 //! a file becomes values with a place is `loader`'s business; each family of
 //! sections is converted and checked in its own file: `daemon` (`[daemon]`,
 //! `[state]`, `[api]`: where the daemon lives and how it is reached), `mail`
-//! (`[smtp]`, `[notify]`) and `maintenance` (`[endpoint]`, `[maintenance]`).
+//! (`[smtp]`, `[notify]`) and `maintenance` (`[endpoint]`, `[maintenance]`, `[hooks]`).
 //! Durations and windows are read by the grammar of [`crate::schedule`], the
 //! same as on the command line and in fleet files.
 //!
@@ -55,6 +55,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub endpoint: EndpointConfig,
     pub maintenance: MaintenanceConfig,
+    pub hooks: HooksConfig,
 }
 
 /// `[daemon]`
@@ -157,6 +158,25 @@ pub struct MaintenanceConfig {
     pub default_window: String,
 }
 
+/// `[hooks]`: commands run with `sh -c` on the daemon's host around every
+/// maintenance, with `PGMAINT_DATABASE`, `PGMAINT_MAINTENANCE_ID`,
+/// `PGMAINT_REASON`, `PGMAINT_STRATEGY` and `PGMAINT_ROLLOUT` set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HooksConfig {
+    /// A non-zero exit fails the maintenance before anything is touched.
+    pub before_maintenance: Option<String>,
+    /// A non-zero exit marks the completed maintenance's check as failed.
+    pub after_maintenance: Option<String>,
+    /// A hook still running after this long is killed and counts as failed.
+    pub hook_timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig { before_maintenance: None, after_maintenance: None, hook_timeout: Duration::from_secs(600) }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::with_data_dir(DEFAULT_DATA_DIR)
@@ -186,6 +206,7 @@ impl Config {
                 retire_grace: Duration::from_secs(DAY),
                 default_window: "Sunday 02:00 UTC".to_string(),
             },
+            hooks: HooksConfig::default(),
             daemon: DaemonConfig {
                 data_dir,
                 tick: Duration::from_secs(10),
@@ -251,7 +272,8 @@ impl Loader<'_> {
         let notify = self.notify(&Section::or_default(raw.notify), defaults.notify)?;
         let endpoint = self.endpoint(&Section::or_default(raw.endpoint), defaults.endpoint)?;
         let maintenance = self.maintenance(&Section::or_default(raw.maintenance), defaults.maintenance)?;
-        Ok(Config { daemon, state, api, smtp, notify, endpoint, maintenance })
+        let hooks = self.hooks(&Section::or_default(raw.hooks), defaults.hooks)?;
+        Ok(Config { daemon, state, api, smtp, notify, endpoint, maintenance, hooks })
     }
 }
 

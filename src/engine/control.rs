@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{PendingStatus, Plan, Progress, Reason, Replacement, Strategy, NO_MAINTENANCE};
+use crate::model::{check_labels, check_label_key, Labels, PendingStatus, Plan, Progress, Reason, Replacement, Strategy, NO_MAINTENANCE};
 use crate::notify::MailEvent;
 use crate::schedule::{self, Blackout, Window};
 use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
@@ -63,6 +63,9 @@ pub struct CreateDatabase {
     /// Emails told before and after each maintenance.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// `KEY=VALUE` labels a rollout can select by.
+    #[serde(default)]
+    pub labels: Labels,
 }
 
 /// One line of `databases list`.
@@ -75,6 +78,7 @@ pub struct DatabaseSummary {
     pub status: String,
     /// `Tuesdays 14:30 to 18:30 UTC`.
     pub window: String,
+    pub labels: Labels,
 }
 
 /// The `info` block.
@@ -100,6 +104,7 @@ pub struct DatabaseInfo {
     pub maintenance: Option<MaintenanceView>,
     /// `Tuesdays 14:30 to 18:30 UTC`.
     pub window: String,
+    pub labels: Labels,
 }
 
 /// A pending maintenance as the verbs show it.
@@ -168,7 +173,10 @@ pub struct HistoryEntry {
     pub write_pause_ms: Option<f64>,
     /// `completed` or `failed`.
     pub outcome: Option<String>,
+    /// Why it failed (a failed before_maintenance hook: its last lines of output).
     pub error: Option<String>,
+    /// Why its check (the after_maintenance hook) failed; `null` when it passed or none is configured.
+    pub check_error: Option<String>,
 }
 
 /// An app and its maintenance mode.
@@ -196,6 +204,7 @@ impl Engine {
     /// is available.
     pub async fn create_requested_database(&self, request: &CreateDatabase) -> EngineResult<DatabaseInfo> {
         let plan: Plan = request.plan.parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        check_labels(&request.labels).map_err(EngineError::Invalid)?;
         let window_text = request.window.as_deref().unwrap_or(&self.default_window);
         let window: Window = window_text.parse().map_err(|e| EngineError::Invalid(format!("window {window_text:?}: {e}")))?;
         for owner in &request.owners {
@@ -208,6 +217,7 @@ impl Engine {
             window: window.to_string(),
             window_length: Duration::from_secs(schedule::DEFAULT_WINDOW_LENGTH.num_seconds().unsigned_abs()),
             owners: request.owners.clone(),
+            labels: request.labels.clone(),
         };
         self.create_database(&spec).await?;
         self.info(&spec.name).await
@@ -220,6 +230,7 @@ impl Engine {
                 following: self.leader_name(&database).await?,
                 role: role_of(&database),
                 window: self.window_display(&database)?,
+                labels: database.labels.0,
                 name: database.name,
                 plan: database.plan,
                 status: database.status,
@@ -236,7 +247,7 @@ impl Engine {
     }
 
     /// The database's window, parsed, with its length.
-    fn window_of(&self, database: &DatabaseRecord) -> EngineResult<(Window, TimeDelta)> {
+    pub(super) fn window_of(&self, database: &DatabaseRecord) -> EngineResult<(Window, TimeDelta)> {
         let spec = database.window_spec.as_deref().ok_or_else(|| EngineError::Invalid(format!("database {} has no window", database.name)))?;
         let window: Window = spec.parse().map_err(|e| EngineError::Invalid(format!("window {spec:?}: {e}")))?;
         Ok((window, TimeDelta::seconds(i64::from(database.window_length_secs.unwrap_or(4 * 3600)))))
@@ -284,8 +295,18 @@ impl Engine {
             forked_from: database.forked_from.clone(),
             status: database.status.clone(),
             plan: database.plan.clone(),
+            labels: database.labels.0,
             name: database.name,
         })
+    }
+
+    /// `databases label`: sets the labels in `set`, removes the keys in
+    /// `remove`; answers with the database's labels now.
+    pub async fn set_labels(&self, name: &str, set: &Labels, remove: &[String]) -> EngineResult<Labels> {
+        check_labels(set).map_err(EngineError::Invalid)?;
+        remove.iter().try_for_each(|key| check_label_key(key)).map_err(EngineError::Invalid)?;
+        let database = self.store.database_named(name).await?;
+        Ok(self.store.set_labels(database.id, set, remove).await?)
     }
 
     /// `available` once the HA standby streams within a small lag, else why not.
@@ -341,10 +362,26 @@ impl Engine {
         }))
     }
 
-    /// `maintenance show`: the open maintenance of a database and its status line.
+    /// `maintenance show`: the open maintenance of a database and its status
+    /// line; with none open, a last maintenance that failed (or whose check
+    /// failed) is named in the line, with why.
     pub async fn maintenance_status(&self, name: &str) -> EngineResult<MaintenanceStatus> {
         let database = self.store.database_named(name).await?;
-        Ok(MaintenanceStatus::of(self.maintenance_view(&database).await?))
+        let mut status = MaintenanceStatus::of(self.maintenance_view(&database).await?);
+        if status.maintenance.is_none() {
+            if let Some(last) = self.store.maintenance_history(database.id).await?.into_iter().next() {
+                match (last.state, &last.error, &last.check_error) {
+                    (MaintenanceState::Failed, error, _) => {
+                        status.status_line = format!("{NO_MAINTENANCE}; the last one (#{}) failed: {}", last.id, error.as_deref().unwrap_or("unknown error"));
+                    }
+                    (MaintenanceState::Completed, _, Some(check)) => {
+                        status.status_line = format!("{NO_MAINTENANCE}; the last one (#{}) completed but its check failed: {check}", last.id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(status)
     }
 
     /// Records a required maintenance and plans it at once.
@@ -442,6 +479,7 @@ impl Engine {
                 write_pause_ms: m.write_pause_ms,
                 outcome: m.outcome,
                 error: m.error,
+                check_error: m.check_error,
             })
             .collect())
     }
@@ -465,7 +503,7 @@ impl Engine {
             MaintenanceState::Preparing | MaintenanceState::Running => true,
             MaintenanceState::Pending => prepared_ahead || due,
             MaintenanceState::Ready => due,
-            MaintenanceState::Completed | MaintenanceState::Failed => false,
+            MaintenanceState::Completed | MaintenanceState::Failed | MaintenanceState::Held | MaintenanceState::Cancelled => false,
         })
     }
 

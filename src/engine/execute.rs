@@ -15,6 +15,7 @@ use crate::provider::{FinalWal, StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::fleet::plan_of;
+use super::hooks::HookPoint;
 use super::run::{PausedRecords, Run};
 use super::runbook::{Declared, Recovery, Runbook, Step, When};
 use super::{Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
@@ -131,6 +132,8 @@ impl Engine {
     async fn act(&self, step: Step, run: &mut Run, scene: &mut Scene) -> EngineResult<Value> {
         let name = run.database.name.clone();
         match (step, &scene.servers) {
+            (Step::BeforeHook, _) => self.maintenance_hook(HookPoint::Before, run).await,
+            (Step::AfterHook, _) => self.maintenance_hook(HookPoint::After, run).await,
             (Step::RestartStandby, _) => self.restart_standby(run).await,
             (Step::Checkpoint, Servers::InPlace { location, is_follower }) => {
                 if !is_follower && self.provider.is_running(location).await? {

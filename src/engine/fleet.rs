@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::endpoint::Route;
-use crate::model::{Plan, Reason, Strategy, Tier};
+use crate::model::{Labels, Plan, Reason, Strategy, Tier};
 use crate::provider::StopMode;
 use crate::store::{DatabaseRecord, InstanceRecord, InstanceRole, MaintenanceRecord, NewDatabase, Writer};
 
@@ -21,6 +21,7 @@ pub struct DatabaseSpec {
     pub window: String,
     pub window_length: Duration,
     pub owners: Vec<String>,
+    pub labels: Labels,
 }
 
 /// How long a new replica may take to catch up before it counts as failed.
@@ -54,6 +55,7 @@ impl Engine {
                 dbname: leader.as_ref().map(|l| l.dbname.as_str()),
                 owners: &spec.owners,
                 window_spec: &window.to_string(),
+                labels: &spec.labels,
                 window_length_secs: i32::try_from(spec.window_length.as_secs()).map_err(|_| EngineError::Invalid("window too long".into()))?,
             })
             .await?;
@@ -173,9 +175,14 @@ impl Engine {
     /// Records a required maintenance with the strategy the table picks.
     pub async fn require_maintenance(&self, name: &str, reason: Reason, required_by: DateTime<Utc>) -> EngineResult<MaintenanceRecord> {
         let database = self.store.database_named(name).await?;
-        let plan = plan_of(&database)?;
+        self.require_for(&database, reason, required_by, None).await
+    }
+
+    /// Records a required maintenance of `database`, for `rollout_id` if given.
+    pub(super) async fn require_for(&self, database: &DatabaseRecord, reason: Reason, required_by: DateTime<Utc>, rollout_id: Option<i64>) -> EngineResult<MaintenanceRecord> {
+        let plan = plan_of(database)?;
         let strategy = Strategy::choose(reason, plan.tier(), database.following_id.is_some());
-        Ok(self.store.insert_maintenance(database.id, reason.as_str(), strategy.as_str(), required_by, None).await?)
+        Ok(self.store.insert_maintenance_for(database.id, reason.as_str(), strategy.as_str(), required_by, None, rollout_id).await?)
     }
 }
 

@@ -12,11 +12,22 @@ use super::{Engine, EngineResult};
 impl Engine {
     /// Queues `event` of `maintenance` for every owner of its database.
     pub(super) async fn tell_owners(&self, maintenance: &MaintenanceRecord, event: MailEvent) {
+        match self.store.database(maintenance.database_id).await {
+            Ok(database) => self.tell(maintenance, event, &database.owners, None).await,
+            Err(error) => tracing::warn!(maintenance = maintenance.id, %error, "could not queue owner mail"),
+        }
+    }
+
+    /// Queues `event` of `maintenance` for `recipients`, the mail starting
+    /// with `status_line` if given (else the maintenance's own).
+    pub(super) async fn tell(&self, maintenance: &MaintenanceRecord, event: MailEvent, recipients: &[String], status_line: Option<String>) {
         let Some(notifier) = &self.notifier else { return };
         let queued = async {
-            let ctx = self.mail_context(maintenance.id).await?;
-            let database = self.store.database(maintenance.database_id).await?;
-            Ok::<_, super::EngineError>(notifier.queue(&event, &ctx, &database.owners).await)
+            let mut ctx = self.mail_context(maintenance.id).await?;
+            if let Some(line) = status_line {
+                ctx.status_line = line;
+            }
+            Ok::<_, super::EngineError>(notifier.queue(&event, &ctx, recipients).await)
         }
         .await;
         match queued {
@@ -50,7 +61,7 @@ impl Engine {
             required_by: m.required_by,
             duration,
             write_pause_ms: m.write_pause_ms,
-            error: m.error,
+            error: m.error.or(m.check_error),
             forced_reason: m.forced_reason,
         })
     }

@@ -20,6 +20,7 @@ mod jobs;
 mod mail;
 mod releases;
 mod restart;
+mod rollout;
 mod run;
 pub mod runbook;
 mod switch;
@@ -38,6 +39,7 @@ pub use follower::{Fate, FollowerFate, Promotion, CAUGHT_UP_COMMITS};
 pub use releases::{
     attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
 };
+pub use rollout::{CreateRollout, MemberPlanView, MemberView, RolloutAction, RolloutPlan, RolloutView, WavePlanView, WaveView};
 pub use run::RunReport;
 
 pub use upgrade::{PlanChange, PlanChangeOutcome};
@@ -75,6 +77,9 @@ pub enum EngineError {
     /// The switch was called off before anything was promoted; the old primary serves again.
     #[error("postponed: {0}")]
     Postponed(String),
+    /// A `[hooks]` command failed (its last lines of output).
+    #[error("{0}")]
+    Hook(String),
     #[error("maintenance #{0} is being run by another daemon")]
     Busy(i64),
     /// A step failed and then so did its recovery: the servers may need an
@@ -108,7 +113,12 @@ impl EngineError {
             EngineError::Invalid(_) => ErrorKind::Invalid,
             EngineError::Refused(_) | EngineError::Busy(_) | EngineError::Postponed(_) => ErrorKind::Conflict,
             EngineError::Joined { kind, .. } => *kind,
-            EngineError::Store(_) | EngineError::Provider(_) | EngineError::Pg(_) | EngineError::Endpoint(_) | EngineError::Recovery { .. } => {
+            EngineError::Store(_)
+            | EngineError::Provider(_)
+            | EngineError::Pg(_)
+            | EngineError::Endpoint(_)
+            | EngineError::Recovery { .. }
+            | EngineError::Hook(_) => {
                 ErrorKind::Failed
             }
         }
@@ -131,6 +141,8 @@ pub struct Engine {
     default_window: String,
     /// Held while a release is made and applied, so env files follow release order.
     release_lock: tokio::sync::Mutex<()>,
+    /// The commands run before and after every maintenance (`[hooks]`).
+    hooks: crate::config::HooksConfig,
     /// The maintenances this process is preparing or running, so its tasks join rather than fence each other out.
     jobs: jobs::Jobs,
 }
@@ -149,6 +161,7 @@ impl Engine {
             retention: Retention::default(),
             default_window: control::DEFAULT_WINDOW.to_string(),
             release_lock: tokio::sync::Mutex::new(()),
+            hooks: crate::config::HooksConfig::default(),
             jobs: jobs::Jobs::default(),
         }
     }
@@ -176,6 +189,12 @@ impl Engine {
     /// ([`control::DEFAULT_WINDOW`] unless the configuration says otherwise).
     pub fn with_default_window(mut self, window: String) -> Engine {
         self.default_window = window;
+        self
+    }
+
+    /// The commands run before and after every maintenance (none by default).
+    pub fn with_hooks(mut self, hooks: crate::config::HooksConfig) -> Engine {
+        self.hooks = hooks;
         self
     }
 

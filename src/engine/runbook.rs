@@ -19,6 +19,8 @@ use crate::model::Strategy;
 /// Every step a runbook can take, by the name the step log and failpoints use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
+    /// The `[hooks] before_maintenance` command (nothing when none is configured).
+    BeforeHook,
     /// Build the replacement replica (a switchover's preparation).
     PrepareReplacement,
     /// The HA standby exists and has caught up (a failover's preparation).
@@ -63,10 +65,13 @@ pub enum Step {
     Rollback,
     /// The switch was called off and the maintenance re-planned.
     Postponed,
+    /// The `[hooks] after_maintenance` command: the maintenance's check.
+    AfterHook,
 }
 
 impl Step {
-    pub const ALL: [Step; 22] = [
+    pub const ALL: [Step; 24] = [
+        Step::BeforeHook,
         Step::PrepareReplacement,
         Step::CheckStandby,
         Step::PrepareTarget,
@@ -89,6 +94,7 @@ impl Step {
         Step::RetireOld,
         Step::Rollback,
         Step::Postponed,
+        Step::AfterHook,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +121,8 @@ impl Step {
             Step::RetireOld => "retire_old",
             Step::Rollback => "rollback",
             Step::Postponed => "postponed",
+            Step::BeforeHook => "before_hook",
+            Step::AfterHook => "after_hook",
         }
     }
 
@@ -192,18 +200,22 @@ use Recovery::{CallOffCopy, ForwardIfAdopted, ForwardOrBack, Retry, StartServer}
 use Step::*;
 
 const RESTART: &[Declared] = &[
+    always(BeforeHook, Retry),
     only(When::HasHaStandby, RestartStandby, Retry),
     always(Checkpoint, Retry),
     always(Pause, Retry),
     always(Restart, StartServer),
     always(WaitReady, StartServer),
     always(Resume, Retry),
+    always(AfterHook, Retry),
 ];
 
-/// The critical section of a switchover or failover, from the pause to the release.
+/// A switchover or failover: the before hook, the critical section from the
+/// pause to the release, the runbook's own tail, the after hook.
 macro_rules! switch_steps {
     ($($tail:expr),* $(,)?) => {
         &[
+            always(BeforeHook, Retry),
             always(Checkpoint, Retry),
             always(Pause, Retry),
             always(Fence, ForwardOrBack),
@@ -214,6 +226,7 @@ macro_rules! switch_steps {
             always(Release, Retry),
             always(RepointFollowers, Retry),
             $($tail,)*
+            always(AfterHook, Retry),
         ]
     };
 }
@@ -226,9 +239,17 @@ const PLAN_CHANGE: &[Declared] = switch_steps![
     always(RetireOld, Retry),
 ];
 
-const FOLLOWER_MOVE: &[Declared] = &[always(Pause, Retry), always(Repoint, Retry), always(Resume, Retry), always(RetireOld, Retry)];
+const FOLLOWER_MOVE: &[Declared] = &[
+    always(BeforeHook, Retry),
+    always(Pause, Retry),
+    always(Repoint, Retry),
+    always(Resume, Retry),
+    always(RetireOld, Retry),
+    always(AfterHook, Retry),
+];
 
 const ESSENTIAL_COPY: &[Declared] = &[
+    always(BeforeHook, Retry),
     always(BlockWrites, CallOffCopy),
     always(CopyData, CallOffCopy),
     always(Pause, CallOffCopy),
@@ -236,6 +257,7 @@ const ESSENTIAL_COPY: &[Declared] = &[
     always(Resume, Retry),
     always(Release, Retry),
     always(RetireOld, Retry),
+    always(AfterHook, Retry),
 ];
 
 impl Runbook {
@@ -322,6 +344,15 @@ mod tests {
             let pause = steps.iter().position(|s| *s == Pause).unwrap_or_else(|| panic!("{} never pauses", runbook.name()));
             let resume = steps.iter().position(|s| *s == Resume).unwrap_or_else(|| panic!("{} never resumes", runbook.name()));
             assert!(pause < resume, "{}: resume before pause", runbook.name());
+        }
+    }
+
+    #[test]
+    fn every_run_starts_with_the_before_hook_and_ends_with_the_after_hook() {
+        for runbook in Runbook::ALL {
+            let steps = runbook.steps();
+            assert_eq!(steps.first().map(|d| (d.step, d.when)), Some((BeforeHook, When::Always)), "{}", runbook.name());
+            assert_eq!(steps.last().map(|d| (d.step, d.when)), Some((AfterHook, When::Always)), "{}", runbook.name());
         }
     }
 

@@ -60,6 +60,9 @@ pub enum MailEvent {
     Postponed,
     /// Will run outside the window (no window fits before `required_by`).
     Forced,
+    /// It failed (or its check did) and its rollout halted: told to the
+    /// database's owners and the rollout's watchers.
+    RolloutHalted,
 }
 
 impl MailEvent {
@@ -75,6 +78,7 @@ impl MailEvent {
             MailEvent::Failed => "failed".to_string(),
             MailEvent::Postponed => "postponed".to_string(),
             MailEvent::Forced => "forced".to_string(),
+            MailEvent::RolloutHalted => "rollout-halted".to_string(),
         }
     }
 
@@ -207,6 +211,14 @@ pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organize
                 ctx.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             ),
         ),
+        MailEvent::RolloutHalted => (
+            format!("Rollout halted: maintenance of {db} failed"),
+            format!(
+                "The maintenance of database {db} failed{}, so the rollout it belongs to has halted: no further wave is \
+                 required and its maintenances that have not started are held.",
+                ctx.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        ),
         MailEvent::Forced => (
             format!("Maintenance of {db} will run outside its window"),
             format!(
@@ -245,7 +257,7 @@ pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organize
     let method = match event {
         MailEvent::Scheduled | MailEvent::Rescheduled(_) | MailEvent::Reminder(_) | MailEvent::Forced => Some(ics::Method::Request),
         MailEvent::Failed | MailEvent::Postponed => Some(ics::Method::Cancel),
-        MailEvent::Started | MailEvent::Completed => None,
+        MailEvent::Started | MailEvent::Completed | MailEvent::RolloutHalted => None,
     };
     let calendar = match (method, at) {
         (Some(method), Some(start)) => Some(ics::Invite {

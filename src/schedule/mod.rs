@@ -12,6 +12,7 @@
 //! - [`Blackout`], [`RecurringBlackout`]: when maintenance may not run.
 //! - [`plan()`]: the earliest usable window before a deadline, or a forced run.
 //! - [`Fleet`]: a fleet file and its calendar of maintenances.
+//! - [`plan_rollout`]: when each wave of a rollout would run.
 
 mod blackout;
 mod duration;
@@ -20,6 +21,7 @@ mod fleet;
 mod occurrence;
 mod planner;
 mod reminders;
+mod rollout;
 mod timestamp;
 mod window;
 
@@ -35,6 +37,7 @@ pub use error::{DurationError, ScheduleError};
 pub use fleet::{Fleet, FleetDatabase, FleetError, PlannedMaintenance, DEFAULT_EVERY, MAX_MAINTENANCES_PER_DATABASE, PERIODIC_NOTICE};
 pub use occurrence::{next_occurrence, start_on, Occurrence};
 pub use reminders::reminders_due;
+pub use rollout::{plan_rollout, Known, MemberPlan, WaveMember, WavePlan};
 pub use planner::{normalize_blackouts, plan, ForcedReason, Plan};
 pub use timestamp::{format_timestamp, parse_deadline, parse_timestamp};
 pub use window::{parse_day, parse_zone, Described, Window};

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::model::Labels;
+
 use super::{Store, StoreError, StoreResult, Writer};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,6 +22,8 @@ pub struct DatabaseRecord {
     /// From `windows`: the window as the operator wrote it, and its length.
     pub window_spec: Option<String>,
     pub window_length_secs: Option<i32>,
+    /// `KEY=VALUE` labels, by key.
+    pub labels: sqlx::types::Json<Labels>,
 }
 
 /// Which part a server plays for its database.
@@ -95,10 +99,11 @@ pub struct NewDatabase<'a> {
     pub owners: &'a [String],
     pub window_spec: &'a str,
     pub window_length_secs: i32,
+    pub labels: &'a Labels,
 }
 
 const DATABASE_COLUMNS: &str = "d.id, d.name, d.plan, d.following_id, d.forked_from, d.dbname, d.owners, d.status, \
-     d.created_at, d.last_maintained_at, w.spec AS window_spec, w.length_secs AS window_length_secs \
+     d.created_at, d.last_maintained_at, d.labels, w.spec AS window_spec, w.length_secs AS window_length_secs \
      FROM databases d LEFT JOIN windows w ON w.database_id = d.id";
 
 impl Store {
@@ -106,7 +111,7 @@ impl Store {
     pub async fn insert_database(&self, new: &NewDatabase<'_>) -> StoreResult<DatabaseRecord> {
         let mut tx = self.pool().begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO databases (name, plan, following_id, owners, dbname) VALUES ($1, $2, $3, $4, COALESCE($5, $1)) \
+            "INSERT INTO databases (name, plan, following_id, owners, dbname, labels) VALUES ($1, $2, $3, $4, COALESCE($5, $1), $6) \
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(new.name)
@@ -114,6 +119,7 @@ impl Store {
         .bind(new.following_id)
         .bind(new.owners)
         .bind(new.dbname)
+        .bind(sqlx::types::Json(new.labels))
         .fetch_optional(&mut *tx)
         .await?;
         let id = id.ok_or_else(|| StoreError::Conflict(format!("database {} already exists", new.name)))?;
@@ -162,6 +168,19 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Sets the labels in `set` and removes the keys in `remove`, in one
+    /// statement; answers with the labels the database has now.
+    pub async fn set_labels(&self, database_id: i64, set: &Labels, remove: &[String]) -> StoreResult<Labels> {
+        let labels: Option<sqlx::types::Json<Labels>> =
+            sqlx::query_scalar("UPDATE databases SET labels = (labels - $3::text[]) || $2 WHERE id = $1 RETURNING labels")
+                .bind(database_id)
+                .bind(sqlx::types::Json(set))
+                .bind(remove)
+                .fetch_optional(self.pool())
+                .await?;
+        labels.map(|json| json.0).ok_or_else(|| StoreError::NotFound(format!("database #{database_id} not found")))
     }
 
     /// A follower becomes a database of its own, remembering where it came from.

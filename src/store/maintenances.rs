@@ -22,6 +22,10 @@ pub enum MaintenanceState {
     Running,
     Completed,
     Failed,
+    /// Not run while its rollout is halted or paused.
+    Held,
+    /// Its rollout was aborted before it started.
+    Cancelled,
 }
 
 impl MaintenanceState {
@@ -33,6 +37,8 @@ impl MaintenanceState {
             MaintenanceState::Running => "running",
             MaintenanceState::Completed => "completed",
             MaintenanceState::Failed => "failed",
+            MaintenanceState::Held => "held",
+            MaintenanceState::Cancelled => "cancelled",
         }
     }
 
@@ -44,6 +50,8 @@ impl MaintenanceState {
             "running" => MaintenanceState::Running,
             "completed" => MaintenanceState::Completed,
             "failed" => MaintenanceState::Failed,
+            "held" => MaintenanceState::Held,
+            "cancelled" => MaintenanceState::Cancelled,
             other => return Err(StoreError::Corrupt(format!("maintenance state {other:?}"))),
         })
     }
@@ -74,10 +82,14 @@ pub struct MaintenanceRecord {
     pub target_plan: Option<String>,
     /// What its preparation is doing, as its runner last saw it.
     pub progress: Option<String>,
+    /// Why its check (the after_maintenance hook) failed; `None` when it passed.
+    pub check_error: Option<String>,
+    /// The rollout that required it.
+    pub rollout_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
-struct MaintenanceRow {
+pub(super) struct MaintenanceRow {
     id: i64,
     database_id: i64,
     reason: String,
@@ -99,6 +111,8 @@ struct MaintenanceRow {
     error: Option<String>,
     target_plan: Option<String>,
     progress: Option<String>,
+    check_error: Option<String>,
+    rollout_id: Option<i64>,
 }
 
 impl TryFrom<MaintenanceRow> for MaintenanceRecord {
@@ -126,12 +140,14 @@ impl TryFrom<MaintenanceRow> for MaintenanceRecord {
             error: r.error,
             target_plan: r.target_plan,
             progress: r.progress,
+            check_error: r.check_error,
+            rollout_id: r.rollout_id,
         })
     }
 }
 
-const MAINTENANCE_COLUMNS: &str = "id, database_id, reason, strategy, required_by, scheduled_for, window_end, forced, forced_reason, \
-     state, step, candidate_id, old_instance_id, fencing_token, started_at, finished_at, write_pause_ms, outcome, error, target_plan, progress";
+pub(super) const MAINTENANCE_COLUMNS: &str = "id, database_id, reason, strategy, required_by, scheduled_for, window_end, forced, forced_reason, \
+     state, step, candidate_id, old_instance_id, fencing_token, started_at, finished_at, write_pause_ms, outcome, error, target_plan, progress, check_error, rollout_id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepStatus {
@@ -187,8 +203,23 @@ impl Store {
         required_by: DateTime<Utc>,
         target_plan: Option<&str>,
     ) -> StoreResult<MaintenanceRecord> {
+        self.insert_maintenance_for(database_id, reason, strategy, required_by, target_plan, None).await
+    }
+
+    /// [`Store::insert_maintenance`], required by `rollout_id` if given (held
+    /// when that rollout is halted or paused).
+    pub async fn insert_maintenance_for(
+        &self,
+        database_id: i64,
+        reason: &str,
+        strategy: &str,
+        required_by: DateTime<Utc>,
+        target_plan: Option<&str>,
+        rollout_id: Option<i64>,
+    ) -> StoreResult<MaintenanceRecord> {
         let row: Option<MaintenanceRow> = sqlx::query_as(&format!(
-            "INSERT INTO maintenances (database_id, reason, strategy, required_by, target_plan) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO maintenances (database_id, reason, strategy, required_by, target_plan, rollout_id, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN (SELECT state FROM rollouts WHERE id = $6) IN ('halted', 'paused') THEN 'held' ELSE 'pending' END) \
              ON CONFLICT DO NOTHING RETURNING {MAINTENANCE_COLUMNS}"
         ))
         .bind(database_id)
@@ -196,6 +227,7 @@ impl Store {
         .bind(strategy)
         .bind(required_by)
         .bind(target_plan)
+        .bind(rollout_id)
         .fetch_optional(self.pool())
         .await?;
         row.ok_or_else(|| StoreError::Conflict("a maintenance is already open for this database".into()))?.try_into()
@@ -425,6 +457,17 @@ impl Store {
             .bind(claim.maintenance_id)
             .bind(claim.token)
             .bind(write_pause_ms)
+            .execute(self.pool())
+            .await?;
+        fenced(done.rows_affected(), claim)
+    }
+
+    /// Records that the maintenance's check (its after_maintenance hook) failed, and why.
+    pub async fn set_check_error(&self, claim: Claim, error: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE maintenances SET check_error = $3 WHERE id = $1 AND fencing_token = $2")
+            .bind(claim.maintenance_id)
+            .bind(claim.token)
+            .bind(error)
             .execute(self.pool())
             .await?;
         fenced(done.rows_affected(), claim)

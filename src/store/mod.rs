@@ -12,6 +12,7 @@ mod maintenances;
 mod metrics;
 mod outbox;
 mod releases;
+mod rollouts;
 
 pub use apps::{AppHooks, AppRecord};
 pub use credentials::{CredentialsRecord, ValidLogin};
@@ -19,6 +20,7 @@ pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus, Writer};
 pub use outbox::{OutgoingMail, QueuedMail};
 pub use releases::{Config, ReleaseRecord};
+pub use rollouts::{NewRollout, RolloutMember, RolloutRecord, RolloutState};
 
 use std::time::Duration;
 

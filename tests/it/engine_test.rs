@@ -32,6 +32,7 @@ pub fn spec(name: &str, plan: &str, follow: Option<&str>) -> DatabaseSpec {
         window: "Sunday 02:00".into(),
         window_length: Duration::from_secs(4 * 3600),
         owners: vec!["owner@example.com".into()],
+        labels: Default::default(),
     }
 }
 

@@ -15,4 +15,5 @@ mod manual_run_test;
 mod notify_test;
 mod plan_change_test;
 mod releases_test;
+mod rollout_test;
 mod store_test;

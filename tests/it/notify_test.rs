@@ -135,7 +135,7 @@ async fn fixture(env: &TestEnv, owners: &[&str]) -> Fixture {
     let store = Store::connect(&server.url("postgres")).await.expect("state store");
     let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
     let db = store
-        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &owners, window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &owners, labels: &Default::default(), window_spec: "Tuesday 14:30", window_length_secs: 14400 })
         .await
         .unwrap();
     let required_by = Utc::now() + chrono::Duration::days(10);

@@ -78,7 +78,7 @@ async fn essential_upgrade_copies_at_once_refusing_writes_without_losing_any() {
     let run = &upgraded["run"];
     assert_eq!(run["outcome"], "completed", "{upgraded}");
     let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().filter_map(|s| s["step"].as_str()).collect();
-    assert_eq!(steps, ["prepare_target", "block_writes", "copy_data", "pause", "repoint", "resume", "release", "retire_old"]);
+    assert_eq!(steps, ["prepare_target", "before_hook", "block_writes", "copy_data", "pause", "repoint", "resume", "release", "retire_old", "after_hook"]);
 
     // Refused while read-only, never lost, writing again on the new server.
     let acked: BTreeSet<i64> = writes.attempts.iter().filter(|(_, ok)| *ok).map(|(id, _)| *id).collect();
@@ -191,7 +191,7 @@ async fn premium_upgrade_prepares_a_replacement_on_the_new_plan_and_switches_ove
     engine.prepare_maintenance(follower_id).await.expect("prepare follower replacement");
     let moved = pgmaint(&socket, &["maintenance", "run", "orders-f", "--force", "--json"]).await.ok("run follower plan change").json();
     let steps: Vec<&str> = moved["steps"].as_array().unwrap().iter().filter_map(|s| s["step"].as_str()).collect();
-    assert_eq!(steps, ["pause", "repoint", "resume", "retire_old"], "{moved}");
+    assert_eq!(steps, ["before_hook", "pause", "repoint", "resume", "retire_old", "after_hook"], "{moved}");
     let shown = info(&socket, "orders-f").await;
     assert_eq!((shown["plan"].as_str(), shown["following"].as_str()), (Some("standard-2"), Some("orders")), "{shown}");
     let replica = connect_conninfo(&engine.endpoint().client_conninfo("orders-f")).await;

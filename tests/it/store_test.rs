@@ -20,13 +20,13 @@ async fn databases_instances_and_maintenances_round_trip() {
     let store = store(&env).await;
     let owners = vec!["dba@example.com".to_string()];
     let db = store
-        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &owners, window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &owners, labels: &Default::default(), window_spec: "Tuesday 14:30", window_length_secs: 14400 })
         .await
         .unwrap();
     assert_eq!(db.window_spec.as_deref(), Some("Tuesday 14:30"));
     assert_eq!(db.owners, owners);
     let duplicate = store
-        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &[], window_spec: "Tuesday 14:30", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "orders", plan: "standard-2", following_id: None, dbname: None, owners: &[], labels: &Default::default(), window_spec: "Tuesday 14:30", window_length_secs: 14400 })
         .await;
     assert!(duplicate.unwrap_err().to_string().contains("already exists"));
     assert_eq!(store.database_named("nope").await.unwrap_err().to_string(), "database nope not found");
@@ -53,7 +53,7 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
     let env = TestEnv::new("store-claims");
     let store = store(&env).await;
     let db = store
-        .insert_database(&NewDatabase { name: "a", plan: "standard-0", following_id: None, dbname: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "a", plan: "standard-0", following_id: None, dbname: None, owners: &[], labels: &Default::default(), window_spec: "Sunday 02:00", window_length_secs: 14400 })
         .await
         .unwrap();
     let m = store.insert_maintenance(db.id, "settings", "restart", Utc::now(), None).await.unwrap();
@@ -72,7 +72,7 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
 
     // Every write that decides which server is current is fenced too: the stale runner changes nothing.
     let leader = store
-        .insert_database(&NewDatabase { name: "l", plan: "standard-0", following_id: None, dbname: None, owners: &[], window_spec: "Sunday 02:00", window_length_secs: 14400 })
+        .insert_database(&NewDatabase { name: "l", plan: "standard-0", following_id: None, dbname: None, owners: &[], labels: &Default::default(), window_spec: "Sunday 02:00", window_length_secs: 14400 })
         .await
         .unwrap();
     let current = store.insert_instance(Writer::Operator, db.id, InstanceRole::Current, "/x/a-1", Some("s1")).await.unwrap();
