@@ -7,7 +7,7 @@ use pgmaint::api::{Client, CreateRollout, RolloutAction, RolloutPlan, RolloutVie
 use pgmaint::model::{parse_labels, reference_time, Reason, WaveSpec};
 use pgmaint::schedule::{self, format_duration};
 
-use super::control::{call, print_json, table, Connection};
+use super::control::{call, print_json, table, Connection, ConnectionArgs};
 use super::{Failure, Outcome};
 
 #[derive(Subcommand, Debug)]
@@ -17,7 +17,7 @@ pub enum RolloutCommand {
     /// A rollout's state and each wave's databases with their maintenance.
     Show(NameArgs),
     /// Every rollout.
-    List(ListArgs),
+    List(ConnectionArgs),
     /// Hold what has not started.
     Pause(NameArgs),
     /// Continue a halted or paused rollout (failed databases get a new maintenance).
@@ -66,12 +66,6 @@ pub struct CreateArgs {
 pub struct NameArgs {
     /// The rollout.
     pub name: String,
-    #[command(flatten)]
-    pub connection: Connection,
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -178,7 +172,7 @@ fn rollout_block(view: &RolloutView) -> String {
     out
 }
 
-fn list(args: ListArgs, client: &Client) -> Outcome {
+fn list(args: ConnectionArgs, client: &Client) -> Outcome {
     let views = call(client.rollouts())?;
     if args.connection.json {
         return print_json(&views);
