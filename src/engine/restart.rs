@@ -35,7 +35,7 @@ impl Engine {
     pub(super) async fn wait_ready(&self, location: &str, is_follower: bool) -> EngineResult<Value> {
         let address = self.provider.address(location);
         let started = Instant::now();
-        wait_until(READY_TIMEOUT, Duration::from_millis(3), "server ready after restart", || async {
+        wait_until(READY_TIMEOUT, Duration::from_millis(1), "server ready after restart", || async {
             let Ok(server) = Server::connect_to(&address, "postgres", Duration::from_secs(2)).await else { return Ok(false) };
             Ok(if is_follower { server.is_in_recovery().await? } else { server.check_writable().await.is_ok() })
         })
