@@ -494,7 +494,7 @@ impl Engine {
             return Ok(true);
         }
         let Some(open) = self.store.open_maintenance(database.id).await? else { return Ok(false) };
-        if self.is_working_on(open.id) {
+        if self.jobs.is_active(open.id) {
             return Ok(true);
         }
         let due = open.scheduled_for.is_some_and(|at| at <= now);

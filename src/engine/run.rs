@@ -141,11 +141,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Is a task of this process preparing or running maintenance `id`?
-    pub(super) fn is_working_on(&self, id: i64) -> bool {
-        self.jobs.is_active(id)
-    }
-
     async fn claim(&self, id: i64) -> EngineResult<Claim> {
         self.store.claim_maintenance(id, &self.node, self.claim_lease.as_secs_f64()).await?.ok_or(EngineError::Busy(id))
     }
