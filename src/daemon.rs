@@ -24,6 +24,8 @@ use crate::endpoint::PgBouncer;
 use crate::engine::{Engine, EngineError, Failpoint};
 use crate::notify::Notifier;
 use crate::provider::local::{start_embedded_state, LocalProvider};
+use crate::provider::patroni::{PatroniAccess, PatroniProvider};
+use crate::provider::router::Router;
 use crate::store::{MaintenanceRecord, MaintenanceState, Store};
 
 /// The lease whose holder plans maintenances and detects new ones.
@@ -53,7 +55,10 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
     tracing::info!(mail = %notifier.describe(), "owner mail");
-    Ok(Engine::new(store, Arc::new(provider), endpoint, config.daemon.node_name())
+    let patroni = config.patroni.as_ref().map(PatroniAccess::from_config).transpose()?;
+    let servers = Router::new(Arc::new(provider), patroni.clone().map(PatroniProvider::new));
+    Ok(Engine::new(store, Arc::new(servers), endpoint, config.daemon.node_name())
+        .with_patroni(patroni)
         .with_claim_lease(config.daemon.lease)
         .with_default_window(config.maintenance.default_window.clone())
         .with_hooks(config.hooks.clone())
@@ -183,6 +188,7 @@ async fn pass(engine: &Arc<Engine>, config: &Config, now: DateTime<Utc>, work: &
         }
     }
     if engine.store().acquire_lease(SCHEDULER_LEASE, engine.node(), config.daemon.lease).await?.is_some() {
+        engine.follow_patroni_leaders().await?;
         engine.detect(now, config.maintenance.periodic_interval).await?;
         engine.advance_rollouts(now).await?;
         engine.remove_retired(now, config.maintenance.retire_grace).await?;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    ActOnRollout, AppView, CreateRollout, RolloutAction, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary, Destroyed,
+    ActOnRollout, AdoptDatabase, AppView, CreateRollout, RolloutAction, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary, Destroyed,
     ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome, ReleaseSummary,
     RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetLabels, SetWindow, Unfollow, UpgradeAnswer, UpgradeDatabase,
     WaitIdle, WindowStatus, RotateCredentials, Rotation,
@@ -155,6 +155,11 @@ impl Client {
     /// Creates a database and answers with its info once it is available.
     pub async fn create_database(&self, request: &CreateDatabase) -> ClientResult<DatabaseInfo> {
         self.call(Method::POST, "/v1/databases", Some(request)).await
+    }
+
+    /// Adopts a Patroni cluster as a database; answers with its info.
+    pub async fn adopt_database(&self, request: &AdoptDatabase) -> ClientResult<DatabaseInfo> {
+        self.call(Method::POST, "/v1/databases/adopt", Some(request)).await
     }
 
     /// Sets and removes labels; answers with the database's labels now.

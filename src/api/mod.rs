@@ -10,6 +10,7 @@
 //! |---|---|
 //! | `GET /v1/databases` | list the fleet |
 //! | `POST /v1/databases` | create a database ([`CreateDatabase`]) |
+//! | `POST /v1/databases/adopt` | adopt a Patroni cluster ([`AdoptDatabase`]) |
 //! | `GET /v1/databases/{name}` | the `info` block |
 //! | `DELETE /v1/databases/{name}?confirm=NAME` | destroy a database |
 //! | `POST /v1/databases/{name}/maintenance` | require a maintenance ([`RequireMaintenance`]) |

@@ -24,6 +24,7 @@ use super::types::ErrorAnswer;
     paths(
         server::list_databases,
         server::create_database,
+        server::adopt_database,
         server::database_info,
         server::destroy_database,
         server::require_maintenance,

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tokio::sync::{watch, Notify, RwLock};
 
 use super::types::{
-    ActOnRollout, AppView, CreateRollout, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary,
+    ActOnRollout, AdoptDatabase, AppView, CreateRollout, RolloutPlan, RolloutView, AttachDatabase, ConfigView, CopyDatabase, CopyDone, CopyEvent, CopyFailed, CreateApp, CreateDatabase, DatabaseInfo, DatabaseLabels, DatabaseSummary,
     Destroyed, ErrorAnswer, HistoryEntry, Idle, MaintenanceStatus, MaintenanceView, Promotion, PromoteDatabase, ReleaseInfo, ReleaseOutcome,
     ReleaseSummary, RequireMaintenance, Rollback, RunMaintenance, RunReportBody, SetAppMaintenance, SetConfig, SetLabels, SetWindow, Unfollow, UpgradeAnswer,
     UpgradeDatabase, WaitIdle, WindowStatus, RotateCredentials, Rotation, DEFAULT_ROTATION_GRACE_SECONDS,
@@ -283,6 +283,7 @@ fn table() -> Vec<(Route, MethodRouter<ApiState>)> {
     vec![
         at(Get, "/v1/databases", list_databases),
         at(Post, "/v1/databases", create_database),
+        at(Post, "/v1/databases/adopt", adopt_database),
         at(Get, "/v1/databases/{name}", database_info),
         at(Delete, "/v1/databases/{name}", destroy_database),
         at(Post, "/v1/databases/{name}/maintenance", require_maintenance),
@@ -424,6 +425,19 @@ async fn list_databases(State(state): State<ApiState>) -> Answer<Vec<DatabaseSum
     ))]
 async fn create_database(State(state): State<ApiState>, Body(request): Body<CreateDatabase>) -> Result<(StatusCode, Json<DatabaseInfo>), HttpError> {
     let info = state.detached(move |engine| async move { engine.create_requested_database(&request).await }).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Adopt an existing Patroni cluster as a database; answers with its info.
+#[utoipa::path(post, path = "/v1/databases/adopt", operation_id = "adoptDatabase", tag = "databases", request_body = AdoptDatabase,
+    responses(
+        (status = 201, description = "The adopted database's info, with its members", body = DatabaseInfo),
+        (status = 400, description = "Bad input", body = ErrorAnswer),
+        (status = 409, description = "A database of that name exists, the cluster is adopted already, or no [patroni] section", body = ErrorAnswer),
+        (status = 500, description = "The cluster's REST API or leader could not be reached", body = ErrorAnswer),
+    ))]
+async fn adopt_database(State(state): State<ApiState>, Body(request): Body<AdoptDatabase>) -> Result<(StatusCode, Json<DatabaseInfo>), HttpError> {
+    let info = state.detached(move |engine| async move { engine.adopt(&request).await }).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use crate::engine::{
-    AppView, ConfigView, CreateDatabase, DatabaseInfo, DatabaseSummary, Fate, FollowerFate, HistoryEntry, MaintenanceStatus, MaintenanceView,
+    AdoptDatabase, AppView, ConfigView, CreateDatabase, DatabaseInfo, PatroniMemberView, DatabaseSummary, Fate, FollowerFate, HistoryEntry, MaintenanceStatus, MaintenanceView,
     Promotion, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Role, Rotation, WindowStatus,
 };
 pub use crate::engine::{CreateRollout, MemberPlanView, MemberView, RolloutAction, RolloutPlan, RolloutView, WavePlanView, WaveView};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use pgmaint::api::{
-    AttachDatabase, Client, ClientError, CopyDatabase, CopyEvent, CopyPhase, CopyProgress, CreateApp, CreateDatabase, DatabaseInfo, ReleaseInfo,
+    AdoptDatabase, AttachDatabase, Client, ClientError, CopyDatabase, CopyEvent, CopyPhase, CopyProgress, CreateApp, CreateDatabase, DatabaseInfo, ReleaseInfo,
     ReleaseOutcome, ReleaseSummary, RequireMaintenance, RotateCredentials, RunReportBody, SetConfig, SetLabels,
 };
 use pgmaint::engine::parse_version;
@@ -168,6 +168,8 @@ pub struct CopyArgs {
 pub enum DatabasesCommand {
     /// Create a database (or a follower of one) and wait until it is available.
     Create(CreateArgs),
+    /// Take over the maintenance of an existing Patroni cluster (its members stay Patroni's).
+    Adopt(AdoptArgs),
     /// List the fleet.
     List(ConnectionArgs),
     /// Destroy a database, its servers and its records.
@@ -240,6 +242,31 @@ pub struct CreateArgs {
     pub follow: Option<String>,
     /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default: the daemon's
     /// `[maintenance] default_window`, "Sunday 02:00 UTC" unless configured).
+    #[arg(long)]
+    pub window: Option<String>,
+    /// An owner told before and after each maintenance (repeatable).
+    #[arg(long = "owner", value_name = "EMAIL")]
+    pub owners: Vec<String>,
+    /// A label a rollout can select by (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    pub name: String,
+    /// The cluster's Patroni REST API URLs, comma-separated (any one answering is enough).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', required = true)]
+    pub patroni: Vec<String>,
+    /// The PostgreSQL database clients use inside the cluster.
+    #[arg(long, value_name = "DB")]
+    pub dbname: String,
+    /// `<tier>-<size>`, as recorded (default standard-0); an adopted cluster never changes plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default: the daemon's default_window).
     #[arg(long)]
     pub window: Option<String>,
     /// An owner told before and after each maintenance (repeatable).
@@ -360,6 +387,7 @@ pub fn run(command: ControlCommand, socket: &Path) -> Outcome {
     let client = &Client::new(socket);
     match command {
         ControlCommand::Databases(DatabasesCommand::Create(args)) => create(args, client),
+        ControlCommand::Databases(DatabasesCommand::Adopt(args)) => adopt(args, client),
         ControlCommand::Databases(DatabasesCommand::List(args)) => list(args.connection, client),
         ControlCommand::Databases(DatabasesCommand::Destroy(args)) => destroy(args, client),
         ControlCommand::Databases(DatabasesCommand::Label(args)) => label(args, client),
@@ -487,6 +515,34 @@ fn create(args: CreateArgs, client: &Client) -> Outcome {
     Ok(())
 }
 
+fn adopt(args: AdoptArgs, client: &Client) -> Outcome {
+    if let Some(plan) = &args.plan {
+        plan.parse::<Plan>().map_err(Failure::usage)?;
+    }
+    if let Some(window) = &args.window {
+        window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
+    }
+    let labels = parse_labels(&args.labels).map_err(Failure::usage)?;
+    let request = AdoptDatabase {
+        name: args.name,
+        patroni: args.patroni.into_iter().map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect(),
+        dbname: args.dbname,
+        plan: args.plan,
+        window: args.window,
+        owners: args.owners,
+        labels,
+    };
+    if !args.connection.json {
+        eprintln!("Adopting {} (Patroni at {})...", request.name, request.patroni.join(", "));
+    }
+    let info = call(client.adopt_database(&request))?;
+    if args.connection.json {
+        return print_json(&info);
+    }
+    print!("{}", info_block(&info));
+    Ok(())
+}
+
 fn list(connection: Connection, client: &Client) -> Outcome {
     let databases = call(client.list_databases())?;
     if connection.json {
@@ -571,8 +627,31 @@ pub(super) fn info_block(info: &DatabaseInfo) -> String {
     field("Labels", describe_labels(&info.labels));
     field("Maintenance window", info.window.clone());
     field("Endpoint", info.endpoint_url.clone());
-    let rotated = info.credentials_rotated_at.map(|at| format!("last rotated {}", at.format("%Y-%m-%d %H:%M:%S %z")));
-    field("Credentials", rotated.unwrap_or_else(|| "never rotated".to_string()));
+    if let Some(members) = &info.members {
+        field("Patroni leader", info.leader.clone().unwrap_or_else(|| "none (the cluster did not answer or has no leader)".into()));
+        field("Timeline", info.timeline.map_or_else(|| "unknown".to_string(), |t| t.to_string()));
+        field("Credentials", "clients' own roles (looked up on the cluster)".into());
+        lines.push(String::new());
+        let rows = members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.name.clone(),
+                    m.address.clone(),
+                    m.role.clone(),
+                    m.state.clone(),
+                    m.lag_bytes.map_or_else(|| "-".to_string(), |lag| lag.to_string()),
+                    if m.pending_restart { "yes".into() } else { "no".into() },
+                    m.server_version.map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+                    m.timeline.map_or_else(|| "-".to_string(), |t| t.to_string()),
+                ]
+            })
+            .collect();
+        lines.push(table(&["MEMBER", "ADDRESS", "ROLE", "STATE", "LAG", "PENDING RESTART", "VERSION", "TL"], rows).trim_end().to_string());
+    } else {
+        let rotated = info.credentials_rotated_at.map(|at| format!("last rotated {}", at.format("%Y-%m-%d %H:%M:%S %z")));
+        field("Credentials", rotated.unwrap_or_else(|| "never rotated".to_string()));
+    }
     lines.push(String::new());
     lines.join("\n")
 }

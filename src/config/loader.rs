@@ -40,6 +40,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("endpoint", &["listen", "server_login_retry", "tls_cert_file", "tls_key_file", "client_tls_sslmode"]),
     ("maintenance", &["periodic_interval", "retire_grace", "default_window"]),
     ("hooks", &["before_maintenance", "after_maintenance", "hook_timeout"]),
+    ("patroni", &["pg_user", "pg_password_file", "rest_user", "rest_password_file", "rest_ca_file", "host_hook", "max_lag", "member_timeout"]),
 ];
 
 #[derive(Deserialize, Default)]
@@ -53,6 +54,7 @@ pub(super) struct RawConfig {
     pub(super) endpoint: Option<Section<RawEndpoint>>,
     pub(super) maintenance: Option<Section<RawMaintenance>>,
     pub(super) hooks: Option<Section<RawHooks>>,
+    pub(super) patroni: Option<Section<RawPatroni>>,
 }
 
 /// A section: a table and nothing else. (A derived struct alone would also take
@@ -147,6 +149,19 @@ pub(super) struct RawHooks {
     pub(super) before_maintenance: Raw,
     pub(super) after_maintenance: Raw,
     pub(super) hook_timeout: Raw,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default, expecting = "a table")]
+pub(super) struct RawPatroni {
+    pub(super) pg_user: Raw,
+    pub(super) pg_password_file: Raw,
+    pub(super) rest_user: Raw,
+    pub(super) rest_password_file: Raw,
+    pub(super) rest_ca_file: Raw,
+    pub(super) host_hook: Raw,
+    pub(super) max_lag: Raw,
+    pub(super) member_timeout: Raw,
 }
 
 /// The file being loaded: its name and text, to turn byte offsets into lines.
@@ -476,7 +491,7 @@ mod tests {
             "[daemon]\n\n[smpt]\nhost = \"x\"\n",
             3,
             "smpt",
-            "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance, hooks)",
+            "unknown section [smpt] (expected one of daemon, state, api, smtp, notify, endpoint, maintenance, hooks, patroni)",
         );
         assert_error("tick = \"10s\"\n", 1, "tick", "unknown key \"tick\" at the top level");
         assert_error("\ndaemon = 5\n", 2, "daemon", "expected a table ([daemon]), found integer `5`");

@@ -14,7 +14,7 @@
 //! a file becomes values with a place is `loader`'s business; each family of
 //! sections is converted and checked in its own file: `daemon` (`[daemon]`,
 //! `[state]`, `[api]`: where the daemon lives and how it is reached), `mail`
-//! (`[smtp]`, `[notify]`) and `maintenance` (`[endpoint]`, `[maintenance]`, `[hooks]`).
+//! (`[smtp]`, `[notify]`) and `maintenance` (`[endpoint]`, `[maintenance]`, `[hooks]`) and `patroni` (`[patroni]`).
 //! Durations and windows are read by the grammar of [`crate::schedule`], the
 //! same as on the command line and in fleet files.
 //!
@@ -26,6 +26,7 @@ mod error;
 mod loader;
 mod mail;
 mod maintenance;
+mod patroni;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct Config {
     pub endpoint: EndpointConfig,
     pub maintenance: MaintenanceConfig,
     pub hooks: HooksConfig,
+    /// `None`: no `[patroni]` section; Patroni clusters cannot be adopted.
+    pub patroni: Option<PatroniConfig>,
 }
 
 /// `[daemon]`
@@ -171,6 +174,27 @@ pub struct HooksConfig {
     pub hook_timeout: Duration,
 }
 
+/// `[patroni]`: how pgmaint reaches the Patroni clusters it adopts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatroniConfig {
+    /// The role pgmaint logs in as on adopted clusters' servers (CHECKPOINT,
+    /// WAL positions, and PgBouncer's `auth_query` for clients' own roles).
+    pub pg_user: String,
+    /// The file holding that role's password (read when the daemon starts).
+    pub pg_password_file: Option<PathBuf>,
+    /// Patroni REST API basic auth: `rest_user` with the password in `rest_password_file`.
+    pub rest_user: Option<String>,
+    pub rest_password_file: Option<PathBuf>,
+    /// The CA that signs the REST API's certificate (https URLs).
+    pub rest_ca_file: Option<PathBuf>,
+    /// Run with `sh -c` on each member for `os-patch` and `minor-upgrade`.
+    pub host_hook: Option<String>,
+    /// A replica counts as caught up with at most this many bytes of lag.
+    pub max_lag: u64,
+    /// How long a member may take to be healthy again after a restart or the hook.
+    pub member_timeout: Duration,
+}
+
 impl Default for HooksConfig {
     fn default() -> Self {
         HooksConfig { before_maintenance: None, after_maintenance: None, hook_timeout: Duration::from_secs(600) }
@@ -207,6 +231,7 @@ impl Config {
                 default_window: "Sunday 02:00 UTC".to_string(),
             },
             hooks: HooksConfig::default(),
+            patroni: None,
             daemon: DaemonConfig {
                 data_dir,
                 tick: Duration::from_secs(10),
@@ -273,7 +298,8 @@ impl Loader<'_> {
         let endpoint = self.endpoint(&Section::or_default(raw.endpoint), defaults.endpoint)?;
         let maintenance = self.maintenance(&Section::or_default(raw.maintenance), defaults.maintenance)?;
         let hooks = self.hooks(&Section::or_default(raw.hooks), defaults.hooks)?;
-        Ok(Config { daemon, state, api, smtp, notify, endpoint, maintenance, hooks })
+        let patroni = raw.patroni.map(|Section(patroni)| self.patroni(&patroni)).transpose()?;
+        Ok(Config { daemon, state, api, smtp, notify, endpoint, maintenance, hooks, patroni })
     }
 }
 

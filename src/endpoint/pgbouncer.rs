@@ -147,12 +147,22 @@ pub struct Route {
     /// The database name on the server. PgBouncer logs in to it as the
     /// client's own role, never as a forced (super)user.
     pub dbname: String,
+    /// For servers pgmaint did not make (adopted clusters): the role whose
+    /// `auth_query` looks up clients' own passwords on the server, so
+    /// clients keep their roles. `None`: the logins pgmaint made.
+    pub auth_user: Option<String>,
 }
 
 impl Route {
     /// The route for `name` to database `dbname` of the server at `address`.
     pub fn to(name: &str, address: &ServerAddress, dbname: &str) -> Route {
-        Route { name: name.to_string(), host: address.host.clone(), port: address.port, dbname: dbname.to_string() }
+        Route { name: name.to_string(), host: address.host.clone(), port: address.port, dbname: dbname.to_string(), auth_user: None }
+    }
+
+    /// The same route, clients' passwords looked up on the server as `user`.
+    pub fn with_auth_user(mut self, user: &str) -> Route {
+        self.auth_user = Some(user.to_string());
+        self
     }
 
     /// `dbname@host:port`, for messages.
@@ -166,6 +176,9 @@ impl Route {
             return Err(EndpointError::Invalid(format!("{ADMIN_DB:?} is PgBouncer's admin console, not a route name")));
         }
         check_name("server database name", &self.dbname)?;
+        if let Some(user) = &self.auth_user {
+            check_name("auth_user", user)?;
+        }
         match &self.host {
             Host::Socket(dir) => {
                 check_path("server socket directory", dir)?;
@@ -184,7 +197,11 @@ impl Route {
     }
 
     fn ini_value(&self) -> String {
-        format!("host={} port={} dbname={}", self.host, self.port, self.dbname)
+        let mut value = format!("host={} port={} dbname={}", self.host, self.port, self.dbname);
+        if let Some(user) = &self.auth_user {
+            value.push_str(&format!(" auth_user={user}"));
+        }
+        value
     }
 }
 
@@ -398,8 +415,18 @@ impl PgBouncer {
     /// `sslmode=require` when the endpoint requires TLS. Maintenances never
     /// change it; a credentials rotation does. It holds the password: never log it.
     pub fn client_url(&self, role: &str, password: &str, db: &str) -> String {
+        self.url(&format!("{role}:{password}@"), db)
+    }
+
+    /// The URL of database `db` without a login: clients of an adopted
+    /// cluster bring their own role and password.
+    pub fn url_without_login(&self, db: &str) -> String {
+        self.url("", db)
+    }
+
+    fn url(&self, login: &str, db: &str) -> String {
         let tls = if self.tls.as_ref().is_some_and(ClientTls::required) { "?sslmode=require" } else { "" };
-        format!("postgresql://{role}:{password}@{}/{db}{tls}", self.public_address())
+        format!("postgresql://{login}{}/{db}{tls}", self.public_address())
     }
 
     /// `host:port` of the TCP endpoint as clients name it (the Unix socket
@@ -418,7 +445,8 @@ impl PgBouncer {
 
     /// The database a URL made by [`client_url`](Self::client_url) names, if it is one.
     pub fn database_of_url<'u>(&self, url: &'u str) -> Option<&'u str> {
-        let (_, rest) = url.strip_prefix("postgresql://")?.rsplit_once('@')?;
+        let rest = url.strip_prefix("postgresql://")?;
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, address)| address);
         let path = rest.strip_prefix(&self.public_address())?.strip_prefix('/')?;
         Some(path.split_once('?').map_or(path, |(db, _)| db))
     }
@@ -583,11 +611,15 @@ impl PgBouncer {
     /// Writes the ini, auth and hba files; true if any changed. The caller holds the lock.
     fn write_config(&self, routes: &[Route], logins: &[ValidLogin]) -> Result<bool, EndpointError> {
         let mut userlist = format!("\"{SUPERUSER}\" \"\"\n");
-        for (role, verifier) in logins {
-            userlist.push_str(&format!("\"{role}\" \"{verifier}\"\n"));
+        for (role, secret) in logins {
+            // auth_file quotes a `"` by doubling it.
+            userlist.push_str(&format!("\"{}\" \"{}\"\n", role.replace('"', "\"\""), secret.replace('"', "\"\"")));
         }
+        let mut auth_users: Vec<&str> = routes.iter().filter_map(|r| r.auth_user.as_deref()).collect();
+        auth_users.sort_unstable();
+        auth_users.dedup();
         let mut changed = self.write_ini(routes)?;
-        for (path, text) in [(self.userlist_file(), userlist), (self.hba_file(), render_hba())] {
+        for (path, text) in [(self.userlist_file(), userlist), (self.hba_file(), render_hba(&auth_users))] {
             changed |= self.write_private(&path, &text)?;
         }
         Ok(changed)
@@ -1010,16 +1042,21 @@ fn find_program() -> PathBuf {
 
 /// PgBouncer's host-based authentication: the superuser over the Unix
 /// socket only (its directory is private to the server user), never over
-/// TCP; every other role over TCP with SCRAM-SHA-256; nothing else.
-fn render_hba() -> String {
-    format!(
+/// TCP, and likewise the `auth_users` that look up adopted clusters' client
+/// passwords (never a client login of their own); every other role over
+/// TCP with SCRAM-SHA-256; nothing else.
+fn render_hba(auth_users: &[&str]) -> String {
+    let mut text = format!(
         "# Written by pgmaint; edits are overwritten.\n\
          local all {SUPERUSER} trust\n\
          host all {SUPERUSER} 0.0.0.0/0 reject\n\
-         host all {SUPERUSER} ::/0 reject\n\
-         host all all 0.0.0.0/0 scram-sha-256\n\
-         host all all ::/0 scram-sha-256\n"
-    )
+         host all {SUPERUSER} ::/0 reject\n"
+    );
+    for user in auth_users {
+        text.push_str(&format!("host all {user} 0.0.0.0/0 reject\nhost all {user} ::/0 reject\n"));
+    }
+    text.push_str("host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n");
+    text
 }
 
 /// Writes `text` atomically (temp file + rename) unless the file already holds it.
@@ -1051,9 +1088,10 @@ fn parse_routes(text: &str) -> Result<Vec<Route>, EndpointError> {
             continue;
         }
         let (name, value) = line.split_once('=').ok_or_else(|| EndpointError::Parse(format!("ini line {line:?}")))?;
-        let (mut host, mut port, mut dbname) = (None, None, None);
+        let (mut host, mut port, mut dbname, mut auth_user) = (None, None, None, None);
         for pair in value.split_whitespace() {
             match pair.split_once('=') {
+                Some(("auth_user", v)) => auth_user = Some(v.to_string()),
                 Some(("host", v)) => host = Some(Host::parse(v)),
                 Some(("port", v)) => port = v.parse().ok(),
                 Some(("dbname", v)) => dbname = Some(v.to_string()),
@@ -1062,7 +1100,7 @@ fn parse_routes(text: &str) -> Result<Vec<Route>, EndpointError> {
         }
         match (host, port, dbname) {
             (Some(host), Some(port), Some(dbname)) => {
-                routes.push(Route { name: name.trim().trim_matches('"').to_string(), host, port, dbname })
+                routes.push(Route { name: name.trim().trim_matches('"').to_string(), host, port, dbname, auth_user })
             }
             _ => return Err(EndpointError::Parse(format!("ini database line {line:?} lacks host, port or dbname"))),
         }
@@ -1150,7 +1188,11 @@ mod tests {
 
     #[test]
     fn ini_round_trips_routes() {
-        let routes = vec![route("app", "/tmp/pgm/p", 5432, "app"), route("other", "/tmp/pgm/r", 5433, "postgres")];
+        let routes = vec![
+            route("app", "/tmp/pgm/p", 5432, "app"),
+            route("other", "/tmp/pgm/r", 5433, "postgres"),
+            route("adopted", "10.0.0.7", 5432, "shop").with_auth_user("pgmaint"),
+        ];
         let ini = bouncer().render_ini(&routes);
         assert!(ini.contains("app = host=/tmp/pgm/p port=5432 dbname=app\n"));
         assert!(ini.contains("pool_mode = transaction\n"));
@@ -1168,6 +1210,8 @@ mod tests {
         assert_eq!(url, "postgresql://app_1:s3cret@127.0.0.1:7000/app");
         assert_eq!(tcp.database_of_url(&url), Some("app"));
         assert_eq!(tcp.database_of_url("postgresql://x:y@10.9.9.9:7000/app"), None);
+        assert_eq!(tcp.url_without_login("shop"), "postgresql://127.0.0.1:7000/shop");
+        assert_eq!(tcp.database_of_url(&tcp.url_without_login("shop")), Some("shop"));
         assert!(tcp.render_ini(&[]).contains("listen_addr = 127.0.0.1,10.0.0.5\nlisten_port = 7000\n"));
         let v6 = b.clone().with_listen(&["[::1]:7000".parse().unwrap()]).unwrap();
         assert_eq!(v6.client_url("a", "p", "d"), "postgresql://a:p@[::1]:7000/d");
@@ -1181,7 +1225,8 @@ mod tests {
 
     #[test]
     fn only_the_superuser_uses_the_socket_and_never_tcp() {
-        let hba = render_hba();
+        let hba = render_hba(&[]);
+        assert!(render_hba(&["pgmaint"]).contains("host all pgmaint 0.0.0.0/0 reject\n"));
         assert!(hba.contains("local all postgres trust\n"));
         assert!(hba.contains("host all postgres 0.0.0.0/0 reject\nhost all postgres ::/0 reject\nhost all all 0.0.0.0/0 scram-sha-256\n"));
         assert!(!hba.contains("local all all"));

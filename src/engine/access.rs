@@ -87,12 +87,23 @@ impl Engine {
 
     /// Every login PgBouncer must accept, with its verifier.
     pub(super) async fn valid_logins(&self) -> EngineResult<Vec<ValidLogin>> {
-        Ok(self.store.all_credentials().await?.iter().flat_map(CredentialsRecord::valid_logins).collect())
+        let mut logins: Vec<ValidLogin> = self.store.all_credentials().await?.iter().flat_map(CredentialsRecord::valid_logins).collect();
+        // PgBouncer logs in as pgmaint's role to look up adopted clusters' client passwords.
+        if let Some(password) = self.patroni.as_ref().and_then(|access| access.pg_password().map(|p| (access.pg_user(), p))) {
+            if self.store.has_adopted_clusters().await? {
+                logins.push((password.0.to_string(), password.1.to_string()));
+            }
+        }
+        Ok(logins)
     }
 
     /// The URL applications use for `database`: its active login over TCP.
     /// Maintenances never change it; a rotation does.
+    /// An adopted cluster's URL has no login: clients keep their own roles.
     pub(super) async fn app_url(&self, database: &DatabaseRecord) -> EngineResult<String> {
+        if self.is_adopted(database).await? {
+            return Ok(self.endpoint.url_without_login(&database.name));
+        }
         let credentials = self.store.credentials(database.id).await?;
         Ok(self.endpoint.client_url(&credentials.login_role, &credentials.password, &database.name))
     }
@@ -104,6 +115,7 @@ impl Engine {
     /// when `grace` ends (the daemon's leader pass retires it then).
     pub async fn rotate_credentials(&self, name: &str, grace: std::time::Duration, made_by: &str) -> EngineResult<Rotation> {
         let database = self.store.database_named(name).await?;
+        self.refuse_if_adopted(&database, "rotating pgmaint-made credentials (its clients bring their own roles)").await?;
         let current = self.credentials_of(&database).await?;
         if let (Some(role), Some(until)) = (&current.retired_role, current.retire_at) {
             return Err(EngineError::Refused(format!(

@@ -105,6 +105,15 @@ pub struct DatabaseInfo {
     /// `Tuesdays 14:30 to 18:30 UTC`.
     pub window: String,
     pub labels: Labels,
+    /// An adopted Patroni cluster's leader (by member name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// An adopted Patroni cluster's timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// An adopted Patroni cluster's members, as Patroni and each member report them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<super::PatroniMemberView>>,
 }
 
 /// A pending maintenance as the verbs show it.
@@ -276,7 +285,17 @@ impl Engine {
             _ => None,
         };
         let plan = super::fleet::plan_of(&database)?;
-        let ha = if plan.tier().has_ha_standby() && database.following_id.is_none() {
+        let adopted = match self.patroni_api(&database).await? {
+            Some(api) => match self.member_views(&api).await {
+                Ok((cluster, members)) => Some((cluster.leader().map(|l| (l.name.clone(), l.timeline)), members)),
+                Err(error) => {
+                    tracing::warn!(database = %database.name, %error, "the Patroni cluster did not answer");
+                    Some((None, Vec::new()))
+                }
+            },
+            None => None,
+        };
+        let ha = if adopted.is_none() && plan.tier().has_ha_standby() && database.following_id.is_none() {
             Some(self.ha_state(&database, &current).await?)
         } else {
             None
@@ -285,7 +304,13 @@ impl Engine {
             following: self.leader_name(&database).await?,
             role: role_of(&database),
             endpoint_url: self.app_url(&database).await?,
-            credentials_rotated_at: self.store.credentials(database.id).await?.rotated_at,
+            credentials_rotated_at: match adopted {
+                Some(_) => None,
+                None => self.store.credentials(database.id).await?.rotated_at,
+            },
+            leader: adopted.as_ref().and_then(|(leader, _)| leader.as_ref().map(|(name, _)| name.clone())),
+            timeline: adopted.as_ref().and_then(|(leader, _)| leader.as_ref().and_then(|(_, timeline)| *timeline)),
+            members: adopted.map(|(_, members)| members),
             maintenance: self.maintenance_view(&database).await?,
             window: self.window_display(&database)?,
             caught_up: behind_by.map(|commits| commits <= super::CAUGHT_UP_COMMITS),
@@ -531,8 +556,11 @@ impl Engine {
             let names: Vec<String> = followers.into_iter().map(|f| f.name).collect();
             return Err(EngineError::Refused(format!("{name} has followers ({}); destroy them first", names.join(", "))));
         }
-        for instance in self.store.instances(database.id).await? {
-            self.provider.remove(&instance.location).await?;
+        // An adopted cluster is only forgotten: its servers are Patroni's.
+        if !self.is_adopted(&database).await? {
+            for instance in self.store.instances(database.id).await? {
+                self.provider.remove(&instance.location).await?;
+            }
         }
         self.store.delete_database(database.id).await?;
         self.publish_routes().await

@@ -24,6 +24,7 @@ impl Engine {
         }
         let source_db = self.store.database_named(source).await?;
         let target_db = self.store.database_named(target).await?;
+        self.refuse_if_adopted(&target_db, "copying into it").await?;
         for database in [&source_db, &target_db] {
             if database.following_id.is_some() {
                 return Err(EngineError::Refused(format!("{} is a follower; copy from and into primaries only", database.name)));

@@ -27,11 +27,32 @@ impl Engine {
             if database.status != "available" || self.store.open_maintenance(database.id).await?.is_some() {
                 continue;
             }
+            let last = database.last_maintained_at.unwrap_or(database.created_at);
+            if let Some(api) = self.patroni_api(&database).await? {
+                let needs = match self.adopted_needs(&api).await {
+                    Ok(needs) => needs,
+                    Err(error) => {
+                        tracing::warn!(database = %database.name, %error, "the Patroni cluster could not be asked what it needs");
+                        continue;
+                    }
+                };
+                let required = match needs {
+                    Some(reason) => {
+                        tracing::info!(database = %database.name, reason = reason.as_str(), "Patroni reports a member needs maintenance");
+                        Some((reason, now + DETECTED_RESTART_DEADLINE))
+                    }
+                    None if now >= last + periodic - PERIODIC_NOTICE => Some((Reason::Periodic, last + periodic)),
+                    None => None,
+                };
+                if let Some((reason, required_by)) = required {
+                    self.require(&database.name, reason, required_by, now).await?;
+                }
+                continue;
+            }
             let address = self.provider.address(&self.current_location(database.id).await?);
             let Ok(server) = Server::connect_to(&address, "postgres", Duration::from_secs(5)).await else { continue };
             let pending = server.pending_restart_settings().await?;
             let running = server.version_num().await?;
-            let last = database.last_maintained_at.unwrap_or(database.created_at);
             let required = if !pending.is_empty() {
                 tracing::info!(database = %database.name, settings = ?pending, "settings wait for a restart");
                 Some((Reason::Settings, now + DETECTED_RESTART_DEADLINE))

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::endpoint::{AdminConsole, Route};
 use crate::pg::Server;
+use crate::provider::patroni::PatroniApi;
 use crate::provider::{FinalWal, StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
@@ -39,6 +40,8 @@ pub(super) enum Servers {
     Switch(Switch),
     /// An essential copy: the old server and the new one on the new plan.
     Copy { old: String, target: InstanceRecord, route: Route },
+    /// An adopted Patroni cluster, reached through its REST API.
+    Patroni(PatroniApi),
 }
 
 /// The servers a switch moves between.
@@ -60,7 +63,7 @@ impl Engine {
                 continue;
             }
             let step = declared.step;
-            if step == Step::Pause && !run.done.contains(&Step::Pause) {
+            if step == Step::Pause && !run.done.contains(&Step::Pause) && runbook.batches_paused_records() {
                 run.paused_records = Some(PausedRecords { intents: self.paused_section(run, &runbook.steps()[index + 1..]).await?, ..PausedRecords::default() });
             }
             let acted = self.step(run, step, async |engine: &Engine, run: &mut Run| engine.act(step, run, &mut scene).await).await;
@@ -98,6 +101,9 @@ impl Engine {
     async fn scene(&self, run: &Run) -> EngineResult<Scene> {
         let missing = || EngineError::Invalid(format!("maintenance #{} has no candidate server recorded", run.maintenance.id));
         let servers = match run.runbook {
+            Runbook::PatroniRolling => Servers::Patroni(
+                self.patroni_api(&run.database).await?.ok_or_else(|| EngineError::Invalid(format!("{} is not an adopted Patroni cluster", run.database.name)))?,
+            ),
             Runbook::Restart => {
                 Servers::InPlace { location: self.current_location(run.database.id).await?, is_follower: run.database.following_id.is_some() }
             }
@@ -147,6 +153,14 @@ impl Engine {
                 }
                 Ok(json!({}))
             }
+            (Step::Checkpoint, Servers::Patroni(api)) => self.checkpoint_leader(run, api).await,
+            (Step::RollReplicas, Servers::Patroni(api)) => self.roll_replicas(run, api).await,
+            (Step::ChooseCandidate, Servers::Patroni(api)) => self.choose_candidate(api).await,
+            (Step::MarkWal, Servers::Patroni(api)) => self.mark_wal(run, api).await,
+            (Step::Handover, Servers::Patroni(api)) => self.handover(run, api).await,
+            (Step::ConfirmWal, Servers::Patroni(api)) => self.confirm_handover(run, api).await,
+            (Step::Repoint, Servers::Patroni(api)) => self.route_to_leader(run, api, &mut scene.admin).await,
+            (Step::RollOldLeader, Servers::Patroni(api)) => self.roll_old_leader(run, api).await,
             (Step::Pause, _) => {
                 let waited = scene.admin.pause(&name, PAUSE_TIMEOUT).await?;
                 scene.paused_at = Some(Instant::now());
@@ -202,6 +216,7 @@ impl Engine {
                 self.provider.start(location, StartWait::UntilServing).await.map_err(EngineError::from)
             }
             (Recovery::ForwardOrBack, Servers::Switch(switch)) => self.forward_or_back(run, switch, &mut scene.admin).await,
+            (Recovery::FollowLeader, Servers::Patroni(api)) => self.route_to_leader(run, api, &mut scene.admin).await.map(drop),
             (Recovery::CallOffCopy, Servers::Copy { old, target, .. }) => self.call_off_copy(run, old, target).await,
             (Recovery::ForwardIfAdopted, Servers::Copy { old, target, .. }) => {
                 let adopted = self.store.current_instance(run.database.id).await.is_ok_and(|current| current.id == target.id);

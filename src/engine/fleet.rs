@@ -42,6 +42,7 @@ impl Engine {
             None => None,
         };
         if let Some(leader) = &leader {
+            self.refuse_if_adopted(leader, "a follower of it").await?;
             if spec.plan.tier() == Tier::Essential || plan_of(leader)?.tier() == Tier::Essential {
                 return Err(EngineError::Refused("followers need the standard tier or above, for the follower and its leader".into()));
             }
@@ -127,8 +128,14 @@ impl Engine {
     }
 
     /// The endpoint route of `database` to the server at `location`.
+    /// Clients of an adopted cluster keep their own roles: PgBouncer looks
+    /// their passwords up on the server as pgmaint's `[patroni] pg_user`.
     pub(super) fn route_to(&self, database: &DatabaseRecord, location: &str) -> Route {
-        Route::to(&database.name, &self.provider.address(location), &database.dbname)
+        let route = Route::to(&database.name, &self.provider.address(location), &database.dbname);
+        match &self.patroni {
+            Some(access) if crate::provider::patroni::is_adopted(location) => route.with_auth_user(access.pg_user()),
+            _ => route,
+        }
     }
 
     /// The endpoint route of a database: its name, to its current server.
@@ -142,7 +149,7 @@ impl Engine {
         let mut routes = Vec::new();
         for database in self.store.databases().await? {
             if self.store.instance_in_role(database.id, InstanceRole::Current).await?.is_some() {
-                if database.status == "available" && !self.store.has_credentials(database.id).await? {
+                if database.status == "available" && !self.store.has_credentials(database.id).await? && !self.is_adopted(&database).await? {
                     // A database made before pgmaint gave each its own roles.
                     self.ensure_roles(&database).await?;
                 }
@@ -181,7 +188,14 @@ impl Engine {
     /// Records a required maintenance of `database`, for `rollout_id` if given.
     pub(super) async fn require_for(&self, database: &DatabaseRecord, reason: Reason, required_by: DateTime<Utc>, rollout_id: Option<i64>) -> EngineResult<MaintenanceRecord> {
         let plan = plan_of(database)?;
-        let strategy = Strategy::choose(reason, plan.tier(), database.following_id.is_some());
+        let strategy = if self.is_adopted(database).await? {
+            if reason == Reason::PlanChange {
+                return Err(EngineError::Refused(format!("{} is an adopted Patroni cluster: its servers belong to Patroni, so pgmaint cannot move it to a new plan", database.name)));
+            }
+            Strategy::Rolling
+        } else {
+            Strategy::choose(reason, plan.tier(), database.following_id.is_some())
+        };
         Ok(self.store.insert_maintenance_for(database.id, reason.as_str(), strategy.as_str(), required_by, None, rollout_id).await?)
     }
 }

@@ -67,7 +67,7 @@ fn last_lines(text: &str) -> String {
 }
 
 impl ShellFailure {
-    fn describe(&self, what: &str) -> String {
+    pub(super) fn describe(&self, what: &str) -> String {
         if self.output.is_empty() {
             format!("{what} failed ({})", self.status)
         } else {

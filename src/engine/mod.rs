@@ -18,6 +18,7 @@ mod follower;
 mod hooks;
 mod jobs;
 mod mail;
+mod patroni;
 mod releases;
 mod restart;
 mod rollout;
@@ -40,6 +41,7 @@ pub use releases::{
     attachment_key, parse_version, ConfigView, ReleaseInfo, ReleaseOutcome, ReleaseSummary, Retention, DEFAULT_MAKER,
 };
 pub use rollout::{CreateRollout, MemberPlanView, MemberView, RolloutAction, RolloutPlan, RolloutView, WavePlanView, WaveView};
+pub use patroni::{AdoptDatabase, PatroniMemberView};
 pub use run::RunReport;
 
 pub use upgrade::{PlanChange, PlanChangeOutcome};
@@ -47,6 +49,7 @@ pub use upgrade::{PlanChange, PlanChangeOutcome};
 use crate::endpoint::{EndpointError, PgBouncer};
 use crate::notify::Notifier;
 use crate::pg::{PgError, Server};
+use crate::provider::patroni::PatroniAccess;
 use crate::provider::{Provider, ProviderError};
 use crate::store::{Store, StoreError};
 
@@ -145,6 +148,8 @@ pub struct Engine {
     hooks: crate::config::HooksConfig,
     /// The maintenances this process is preparing or running, so its tasks join rather than fence each other out.
     jobs: jobs::Jobs,
+    /// How adopted Patroni clusters are reached (`[patroni]`); `None`: adoption is refused.
+    patroni: Option<PatroniAccess>,
 }
 
 impl Engine {
@@ -163,6 +168,7 @@ impl Engine {
             release_lock: tokio::sync::Mutex::new(()),
             hooks: crate::config::HooksConfig::default(),
             jobs: jobs::Jobs::default(),
+            patroni: None,
         }
     }
 
@@ -195,6 +201,12 @@ impl Engine {
     /// The commands run before and after every maintenance (none by default).
     pub fn with_hooks(mut self, hooks: crate::config::HooksConfig) -> Engine {
         self.hooks = hooks;
+        self
+    }
+
+    /// How adopted Patroni clusters are reached (`[patroni]`).
+    pub fn with_patroni(mut self, access: Option<PatroniAccess>) -> Engine {
+        self.patroni = access;
         self
     }
 

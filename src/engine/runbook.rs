@@ -67,10 +67,23 @@ pub enum Step {
     Postponed,
     /// The `[hooks] after_maintenance` command: the maintenance's check.
     AfterHook,
+    /// Patroni: each replica in turn restarted (or the host hook run on it)
+    /// and waited healthy, before anything touches the leader.
+    RollReplicas,
+    /// Patroni: one member done (recorded per member, so a resumed run skips it).
+    RollMember,
+    /// Patroni: the pre-checks, and the candidate chosen and recorded.
+    ChooseCandidate,
+    /// Patroni: the leader's WAL position once the endpoint is paused.
+    MarkWal,
+    /// Patroni: `POST /switchover`, and the candidate takes writes.
+    Handover,
+    /// Patroni: the old leader, now a replica, restarted (or hooked) last.
+    RollOldLeader,
 }
 
 impl Step {
-    pub const ALL: [Step; 24] = [
+    pub const ALL: [Step; 30] = [
         Step::BeforeHook,
         Step::PrepareReplacement,
         Step::CheckStandby,
@@ -95,6 +108,12 @@ impl Step {
         Step::Rollback,
         Step::Postponed,
         Step::AfterHook,
+        Step::RollReplicas,
+        Step::RollMember,
+        Step::ChooseCandidate,
+        Step::MarkWal,
+        Step::Handover,
+        Step::RollOldLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +142,12 @@ impl Step {
             Step::Postponed => "postponed",
             Step::BeforeHook => "before_hook",
             Step::AfterHook => "after_hook",
+            Step::RollReplicas => "roll_replicas",
+            Step::RollMember => "roll_member",
+            Step::ChooseCandidate => "choose_candidate",
+            Step::MarkWal => "mark_wal",
+            Step::Handover => "handover",
+            Step::RollOldLeader => "roll_old_leader",
         }
     }
 
@@ -162,6 +187,9 @@ pub enum Recovery {
     /// Copy's repoint: forward if the store already names the new server,
     /// else the copy is called off.
     ForwardIfAdopted,
+    /// Patroni: whoever Patroni made leader is current, and the endpoint
+    /// routes there (pgmaint never picks a leader itself).
+    FollowLeader,
 }
 
 /// One step of a runbook.
@@ -194,9 +222,12 @@ pub enum Runbook {
     PlanChange,
     /// A plan change within the essential tier: copy into a new server while writes are refused.
     EssentialCopy,
+    /// An adopted Patroni cluster, member by member: replicas, then a Patroni
+    /// switchover inside the endpoint's pause, then the old leader.
+    PatroniRolling,
 }
 
-use Recovery::{CallOffCopy, ForwardIfAdopted, ForwardOrBack, Retry, StartServer};
+use Recovery::{CallOffCopy, FollowLeader, ForwardIfAdopted, ForwardOrBack, Retry, StartServer};
 use Step::*;
 
 const RESTART: &[Declared] = &[
@@ -260,9 +291,34 @@ const ESSENTIAL_COPY: &[Declared] = &[
     always(AfterHook, Retry),
 ];
 
+/// Patroni decides who leads; pgmaint decides when, with the endpoint paused.
+/// A replica that fails stops the run before the leader is touched.
+const PATRONI_ROLLING: &[Declared] = &[
+    always(BeforeHook, Retry),
+    always(RollReplicas, Retry),
+    always(ChooseCandidate, Retry),
+    always(Checkpoint, Retry),
+    always(Pause, FollowLeader),
+    always(MarkWal, FollowLeader),
+    always(Handover, FollowLeader),
+    always(ConfirmWal, FollowLeader),
+    always(Repoint, FollowLeader),
+    always(Resume, Retry),
+    always(Release, Retry),
+    always(RollOldLeader, Retry),
+    always(AfterHook, Retry),
+];
+
 impl Runbook {
-    pub const ALL: [Runbook; 6] =
-        [Runbook::Restart, Runbook::Switchover, Runbook::Failover, Runbook::FollowerMove, Runbook::PlanChange, Runbook::EssentialCopy];
+    pub const ALL: [Runbook; 7] = [
+        Runbook::Restart,
+        Runbook::Switchover,
+        Runbook::Failover,
+        Runbook::FollowerMove,
+        Runbook::PlanChange,
+        Runbook::EssentialCopy,
+        Runbook::PatroniRolling,
+    ];
 
     /// The runbook for a maintenance: its strategy, whether the database is
     /// a follower, and whether it changes plan.
@@ -270,6 +326,7 @@ impl Runbook {
         match strategy {
             Strategy::Restart => Runbook::Restart,
             Strategy::Copy => Runbook::EssentialCopy,
+            Strategy::Rolling => Runbook::PatroniRolling,
             Strategy::Switchover | Strategy::Failover if is_follower => Runbook::FollowerMove,
             Strategy::Switchover | Strategy::Failover if plan_change => Runbook::PlanChange,
             Strategy::Failover => Runbook::Failover,
@@ -281,7 +338,7 @@ impl Runbook {
     /// when the run comes before the preparation finished).
     pub fn preparation(self) -> Option<Step> {
         match self {
-            Runbook::Restart => None,
+            Runbook::Restart | Runbook::PatroniRolling => None,
             Runbook::Failover => Some(CheckStandby),
             Runbook::Switchover | Runbook::FollowerMove | Runbook::PlanChange => Some(PrepareReplacement),
             Runbook::EssentialCopy => Some(PrepareTarget),
@@ -297,7 +354,16 @@ impl Runbook {
             Runbook::FollowerMove => FOLLOWER_MOVE,
             Runbook::PlanChange => PLAN_CHANGE,
             Runbook::EssentialCopy => ESSENTIAL_COPY,
+            Runbook::PatroniRolling => PATRONI_ROLLING,
         }
+    }
+
+    /// Whether the step records of the paused section are batched (written
+    /// after RESUME). Not for Patroni: its own switchover takes seconds, so a
+    /// few milliseconds of records matter nothing, and a resumed runner must
+    /// find the WAL position `mark_wal` recorded before the handover.
+    pub fn batches_paused_records(self) -> bool {
+        self != Runbook::PatroniRolling
     }
 
     /// Every step of this runbook a runner can be stopped at: the preparation, then the run's.
@@ -313,6 +379,7 @@ impl Runbook {
             Runbook::FollowerMove => "follower move",
             Runbook::PlanChange => "plan change",
             Runbook::EssentialCopy => "essential copy",
+            Runbook::PatroniRolling => "patroni rolling",
         }
     }
 }
@@ -364,6 +431,16 @@ mod tests {
             assert!(at(Pause) < at(Fence) && at(Fence) < at(ConfirmWal) && at(ConfirmWal) < at(Promote) && at(Promote) < at(Repoint));
             assert!(at(Resume) < at(Release), "{}: the release is made once writes resumed", runbook.name());
         }
+    }
+
+    #[test]
+    fn patroni_touches_the_leader_only_after_every_replica_and_inside_the_pause() {
+        let steps = Runbook::PatroniRolling.all_steps();
+        let at = |step| steps.iter().position(|s| *s == step).unwrap();
+        assert!(at(RollReplicas) < at(ChooseCandidate) && at(ChooseCandidate) < at(Pause));
+        assert!(at(Pause) < at(MarkWal) && at(MarkWal) < at(Handover) && at(Handover) < at(ConfirmWal) && at(ConfirmWal) < at(Repoint) && at(Repoint) < at(Resume));
+        assert!(at(Resume) < at(RollOldLeader));
+        assert!(!steps.contains(&RollMember), "per-member records are not steps of their own");
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Engine {
             return Err(EngineError::Invalid("required_by must be in the future".into()));
         }
         let database = self.store.database_named(name).await?;
+        self.refuse_if_adopted(&database, "a plan change").await?;
         let current = plan_of(&database)?;
         let change = |outcome| PlanChange { from_plan: database.plan.clone(), outcome };
         if target == current {

@@ -79,6 +79,10 @@ pub enum Strategy {
     /// Essential tier (no replicas): the database refuses writes while its
     /// data is copied into a new server, then the endpoint moves there.
     Copy,
+    /// An adopted Patroni cluster: each replica in turn (restarted, or the
+    /// host hook run on it), then a Patroni switchover to one of them with
+    /// the endpoint paused, then the old leader.
+    Rolling,
 }
 
 impl Strategy {
@@ -105,6 +109,7 @@ impl Strategy {
             Strategy::Switchover => "switchover",
             Strategy::Failover => "failover",
             Strategy::Copy => "copy",
+            Strategy::Rolling => "rolling",
         }
     }
 }
@@ -115,6 +120,7 @@ impl FromStr for Strategy {
         match s {
             "restart" => Ok(Strategy::Restart),
             "switchover" => Ok(Strategy::Switchover),
+            "rolling" => Ok(Strategy::Rolling),
             "failover" => Ok(Strategy::Failover),
             "copy" => Ok(Strategy::Copy),
             other => Err(format!("unknown strategy {other:?}")),

@@ -12,6 +12,8 @@
 
 pub mod address;
 pub mod local;
+pub mod patroni;
+pub mod router;
 
 use std::path::Path;
 use std::time::Duration;

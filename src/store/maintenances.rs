@@ -426,6 +426,21 @@ impl Store {
         .await?)
     }
 
+    /// The details of `step`'s records done since the last `reset_step`, oldest
+    /// first: what earlier runners of this attempt found and decided.
+    pub async fn step_details_since(&self, maintenance_id: i64, reset_step: &str, step: &str) -> StoreResult<Vec<Value>> {
+        Ok(sqlx::query_scalar(
+            "SELECT detail FROM maintenance_steps WHERE maintenance_id = $1 AND step = $3 AND status = 'done' \
+             AND id > coalesce((SELECT max(id) FROM maintenance_steps WHERE maintenance_id = $1 AND step = $2), 0) \
+             ORDER BY id",
+        )
+        .bind(maintenance_id)
+        .bind(reset_step)
+        .bind(step)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Closes a maintenance: its outcome, error, and the write pause measured.
     pub async fn finish_maintenance(&self, claim: Claim, state: MaintenanceState, outcome: &str, error: Option<&str>, write_pause_ms: Option<f64>) -> StoreResult<()> {
         let done = sqlx::query(

@@ -11,6 +11,7 @@ mod leases;
 mod maintenances;
 mod metrics;
 mod outbox;
+mod patroni;
 mod releases;
 mod rollouts;
 
@@ -19,6 +20,7 @@ pub use credentials::{CredentialsRecord, ValidLogin};
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus, Writer};
 pub use outbox::{OutgoingMail, QueuedMail};
+pub use patroni::AdoptedCluster;
 pub use releases::{Config, ReleaseRecord};
 pub use rollouts::{NewRollout, RolloutMember, RolloutRecord, RolloutState};
 

@@ -1,0 +1,514 @@
+//! Adopted Patroni clusters: adoption, what `info` shows of their members,
+//! what Patroni says they need, following Patroni's leader, and the steps of
+//! the `patroni rolling` runbook.
+//!
+//! Patroni decides who leads; pgmaint decides when, in which order, with the
+//! endpoint paused, and tells the owners. pgmaint never promotes, stops or
+//! starts a member: it asks Patroni (`POST /restart`, `POST /switchover`)
+//! and reads what Patroni reports. Each step observes the cluster before it
+//! acts and records what it decided (the candidate, the WAL position, each
+//! member done), so a runner killed anywhere is resumed by the next one.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::endpoint::AdminConsole;
+use crate::model::{Labels, Lsn, Plan, Reason};
+use crate::pg::Server;
+use crate::provider::patroni::{location_of, ClusterState, Member, PatroniAccess, PatroniApi};
+use crate::provider::ProviderError;
+use crate::store::{AdoptedCluster, DatabaseRecord, MaintenanceState, NewDatabase, StepStatus, Writer};
+
+use super::control::DatabaseInfo;
+use super::hooks::run_shell;
+use super::run::Run;
+use super::runbook::Step;
+use super::{Engine, EngineError, EngineResult, CONNECT_TIMEOUT};
+
+/// The plan an adopted cluster is recorded on when `--plan` is not given.
+const DEFAULT_ADOPTED_PLAN: &str = "standard-0";
+/// Patroni's own default for `maximum_lag_on_failover`.
+const PATRONI_DEFAULT_MAX_LAG: u64 = 1024 * 1024;
+/// How long a new leader may take to accept writes after a switchover.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a member or the leader is polled while waited for.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What `databases adopt` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdoptDatabase {
+    pub name: String,
+    /// The REST API URLs of the cluster's members (any one answering is enough).
+    pub patroni: Vec<String>,
+    /// The PostgreSQL database clients use inside the cluster.
+    pub dbname: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub owners: Vec<String>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// One member of an adopted cluster, as `info` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PatroniMemberView {
+    pub name: String,
+    /// `host:port` of its PostgreSQL.
+    pub address: String,
+    /// `leader`, `replica`, `sync_standby`...
+    pub role: String,
+    /// `running`, `streaming`, `stopped`...
+    pub state: String,
+    /// Bytes behind the leader (`None`: the leader, or Patroni cannot tell).
+    pub lag_bytes: Option<u64>,
+    pub pending_restart: bool,
+    /// `server_version_num` of its running server.
+    pub server_version: Option<u32>,
+    pub timeline: Option<u32>,
+}
+
+impl Engine {
+    fn patroni_access(&self) -> EngineResult<&PatroniAccess> {
+        self.patroni.as_ref().ok_or_else(|| EngineError::Refused("adopted Patroni clusters need a [patroni] section in the daemon's configuration".into()))
+    }
+
+    /// Is `database` an adopted Patroni cluster?
+    pub(super) async fn is_adopted(&self, database: &DatabaseRecord) -> EngineResult<bool> {
+        Ok(self.store.adopted_cluster(database.id).await?.is_some())
+    }
+
+    /// The REST API of `database`'s cluster, if it was adopted.
+    pub(super) async fn patroni_api(&self, database: &DatabaseRecord) -> EngineResult<Option<PatroniApi>> {
+        match self.store.adopted_cluster(database.id).await? {
+            Some(cluster) => Ok(Some(self.patroni_access()?.api(&cluster.rest_urls))),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses `verb` on an adopted cluster, saying why.
+    pub(super) async fn refuse_if_adopted(&self, database: &DatabaseRecord, verb: &str) -> EngineResult<()> {
+        if self.is_adopted(database).await? {
+            return Err(EngineError::Refused(format!(
+                "{} is an adopted Patroni cluster: its servers belong to Patroni, and {verb} needs servers pgmaint made",
+                database.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// `databases adopt`: registers the Patroni cluster at `request.patroni`
+    /// as a database and routes its endpoint to the current leader.
+    pub async fn adopt(&self, request: &AdoptDatabase) -> EngineResult<DatabaseInfo> {
+        let access = self.patroni_access()?;
+        super::fleet::validate_name(&request.name)?;
+        let plan: Plan = request.plan.as_deref().unwrap_or(DEFAULT_ADOPTED_PLAN).parse().map_err(|e| EngineError::Invalid(format!("{e}")))?;
+        crate::model::check_labels(&request.labels).map_err(EngineError::Invalid)?;
+        let window_text = request.window.as_deref().unwrap_or(&self.default_window);
+        let window: crate::schedule::Window = window_text.parse().map_err(|e| EngineError::Invalid(format!("window {window_text:?}: {e}")))?;
+        for owner in &request.owners {
+            owner.parse::<lettre::Address>().map_err(|e| EngineError::Invalid(format!("owner {owner:?} is not an email address: {e}")))?;
+        }
+        if request.patroni.is_empty() {
+            return Err(EngineError::Invalid("--patroni needs at least one REST API URL".into()));
+        }
+        for url in &request.patroni {
+            let parsed = reqwest::Url::parse(url).map_err(|e| EngineError::Invalid(format!("--patroni {url:?}: not a URL ({e})")))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(EngineError::Invalid(format!("--patroni {url:?}: expected http(s)://HOST:PORT")));
+            }
+        }
+        let api = access.api(&request.patroni);
+        let cluster = api.cluster().await?;
+        let leader = cluster.leader().ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now; adopt it once it has one".into()))?;
+        let status = api.status(leader).await?;
+        let system_identifier = status.database_system_identifier.clone().ok_or_else(|| EngineError::Invalid("Patroni did not report the cluster's database_system_identifier".into()))?;
+        let scope = status.patroni.scope.clone().unwrap_or_default();
+        let location = location_of(leader);
+        // pgmaint's role must reach the database, and the database must exist.
+        let server = Server::connect_to(&access.address(&location).expect("an adopted location"), &request.dbname, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| EngineError::Refused(format!("pgmaint's role {} cannot connect to database {} on the leader {}: {e}", access.pg_user(), request.dbname, leader.name)))?;
+        server.check_writable().await?;
+        let record = self
+            .store
+            .insert_adopted(
+                &NewDatabase {
+                    name: &request.name,
+                    plan: plan.name(),
+                    following_id: None,
+                    dbname: Some(&request.dbname),
+                    owners: &request.owners,
+                    window_spec: &window.to_string(),
+                    window_length_secs: crate::schedule::DEFAULT_WINDOW_LENGTH.num_seconds() as i32,
+                    labels: &request.labels,
+                },
+                &AdoptedCluster { database_id: 0, scope, system_identifier, rest_urls: request.patroni.clone() },
+                &location,
+            )
+            .await?;
+        self.publish_routes().await?;
+        tracing::info!(database = %record.name, leader = %leader.name, members = cluster.members.len(), "adopted a Patroni cluster");
+        self.info(&record.name).await
+    }
+
+    /// Every member with what Patroni and the member itself report.
+    pub(super) async fn member_views(&self, api: &PatroniApi) -> EngineResult<(ClusterState, Vec<PatroniMemberView>)> {
+        let cluster = api.cluster().await?;
+        let mut views = Vec::new();
+        for member in &cluster.members {
+            let status = api.status(member).await.ok();
+            views.push(PatroniMemberView {
+                name: member.name.clone(),
+                address: format!("{}:{}", member.host, member.port),
+                role: member.role.clone(),
+                state: member.state.clone(),
+                lag_bytes: member.lag_bytes(),
+                pending_restart: status.as_ref().map_or(member.pending_restart, |s| s.pending_restart),
+                server_version: status.as_ref().and_then(|s| s.server_version),
+                timeline: member.timeline,
+            });
+        }
+        Ok((cluster, views))
+    }
+
+    /// What an adopted cluster calls for, from what Patroni reports: a member
+    /// waiting for a restart needs `settings`; members on different server
+    /// versions need `minor-upgrade` (the upgrade is half done).
+    pub(super) async fn adopted_needs(&self, api: &PatroniApi) -> EngineResult<Option<Reason>> {
+        let (_, members) = self.member_views(api).await?;
+        if members.iter().any(|m| m.pending_restart) {
+            return Ok(Some(Reason::Settings));
+        }
+        let mut versions: Vec<u32> = members.iter().filter_map(|m| m.server_version).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        Ok((versions.len() > 1).then_some(Reason::MinorUpgrade))
+    }
+
+    /// The leader's pass: wherever Patroni moved leadership by itself (a
+    /// failover), the state store and the endpoint follow. Databases with a
+    /// maintenance running are left to their runner.
+    pub async fn follow_patroni_leaders(&self) -> EngineResult<()> {
+        for database in self.store.databases().await? {
+            let Some(api) = self.patroni_api(&database).await? else { continue };
+            if self.store.open_maintenance(database.id).await?.is_some_and(|m| m.state == MaintenanceState::Running) {
+                continue;
+            }
+            let Ok(cluster) = api.cluster().await else { continue };
+            let Some(leader) = cluster.leader() else { continue };
+            let location = location_of(leader);
+            if self.current_location(database.id).await? != location {
+                self.store.move_current_server(Writer::Operator, database.id, &location).await?;
+                self.endpoint.admin().await?.repoint(&self.route_to(&database, &location)).await?;
+                tracing::warn!(database = %database.name, leader = %leader.name, "Patroni's leader moved; the endpoint follows it");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the `choose_candidate` step decided.
+struct Handover {
+    leader: String,
+    candidate: String,
+}
+
+impl Engine {
+    /// The details this attempt recorded for `step`, oldest first.
+    async fn recorded(&self, run: &Run, step: Step) -> EngineResult<Vec<Value>> {
+        Ok(self.store.step_details_since(run.maintenance.id, Step::Postponed.name(), step.name()).await?)
+    }
+
+    async fn handover_of(&self, run: &Run) -> EngineResult<Handover> {
+        let detail = self.recorded(run, Step::ChooseCandidate).await?.pop().ok_or_else(|| EngineError::Invalid(format!("maintenance #{} chose no candidate", run.maintenance.id)))?;
+        let name = |key: &str| detail.get(key).and_then(Value::as_str).map(str::to_string);
+        match (name("leader"), name("candidate")) {
+            (Some(leader), Some(candidate)) => Ok(Handover { leader, candidate }),
+            _ => Err(EngineError::Invalid(format!("maintenance #{}: unreadable choose_candidate record {detail}", run.maintenance.id))),
+        }
+    }
+
+    fn reason_of(run: &Run) -> EngineResult<Reason> {
+        run.maintenance.reason.parse::<Reason>().map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+
+    /// `roll_replicas`: each replica in turn (by name), skipping those an
+    /// earlier runner finished; each one's record is written as it is done.
+    pub(super) async fn roll_replicas(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let done: Vec<String> =
+            self.recorded(run, Step::RollMember).await?.iter().filter_map(|d| d.get("member").and_then(Value::as_str).map(str::to_string)).collect();
+        let cluster = api.cluster().await?;
+        let target = self.newest_version(api, &cluster).await;
+        let mut replicas: Vec<&Member> = cluster.members.iter().filter(|m| !m.is_leader()).collect();
+        replicas.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut rolled = Vec::new();
+        for member in replicas {
+            if done.contains(&member.name) {
+                continue;
+            }
+            let detail = self.roll_member(run, api, &member.name, target).await?;
+            self.store.record_step(run.claim, Step::RollMember.name(), StepStatus::Done, detail).await?;
+            rolled.push(member.name.clone());
+        }
+        Ok(json!({ "rolled": rolled, "already_done": done }))
+    }
+
+    /// The newest `server_version_num` any member runs (a minor upgrade's target).
+    async fn newest_version(&self, api: &PatroniApi, cluster: &ClusterState) -> Option<u32> {
+        let mut newest = None;
+        for member in &cluster.members {
+            if let Ok(status) = api.status(member).await {
+                newest = newest.max(status.server_version);
+            }
+        }
+        newest
+    }
+
+    /// One non-leader member: restarted through Patroni (`settings`), or the
+    /// host hook run on it (then, for `minor-upgrade`, restarted onto the new
+    /// binaries); then waited until healthy again.
+    async fn roll_member(&self, run: &Run, api: &PatroniApi, name: &str, target_version: Option<u32>) -> EngineResult<Value> {
+        let settings = &self.patroni_access()?.settings;
+        let reason = Self::reason_of(run)?;
+        let cluster = api.cluster().await?;
+        let member = cluster.member(name).ok_or_else(|| EngineError::Refused(format!("member {name} is no longer in the Patroni cluster")))?;
+        if member.is_leader() {
+            return Err(EngineError::Refused(format!("member {name} leads the cluster now; pgmaint never restarts or patches a leader in place")));
+        }
+        let started = Instant::now();
+        let mut detail = json!({ "member": name });
+        match reason {
+            Reason::Settings => {
+                if api.status(member).await?.pending_restart {
+                    api.restart(member).await?;
+                    detail["restarted"] = json!(true);
+                }
+            }
+            _ => {
+                let command = settings.host_hook.as_deref().ok_or_else(|| {
+                    EngineError::Refused(format!("{} on an adopted cluster runs [patroni] host_hook on each member, and none is configured", reason.as_str()))
+                })?;
+                let port = member.port.to_string();
+                let env = [
+                    ("PGMAINT_DATABASE", run.database.name.as_str()),
+                    ("PGMAINT_MEMBER", name),
+                    ("PGMAINT_HOST", member.host.as_str()),
+                    ("PGMAINT_PORT", port.as_str()),
+                    ("PGMAINT_ROLE", "replica"),
+                    ("PGMAINT_REASON", reason.as_str()),
+                ];
+                let output = run_shell(command, &env, Some(settings.member_timeout))
+                    .await
+                    .map_err(|failure| EngineError::Hook(failure.describe(&format!("the host hook on member {name}"))))?;
+                detail["output"] = json!(output);
+                if reason == Reason::MinorUpgrade {
+                    api.restart(member).await?;
+                    detail["restarted"] = json!(true);
+                }
+            }
+        }
+        self.wait_member_healthy(api, name, reason, target_version).await?;
+        detail["seconds"] = json!(started.elapsed().as_secs_f64());
+        Ok(detail)
+    }
+
+    /// Waits until member `name` runs as a replica on the leader's timeline
+    /// within `[patroni] max_lag`, with no restart pending after `settings`
+    /// and at least `target_version` after `minor-upgrade`.
+    async fn wait_member_healthy(&self, api: &PatroniApi, name: &str, reason: Reason, target_version: Option<u32>) -> EngineResult<()> {
+        let settings = &self.patroni_access()?.settings;
+        let deadline = Instant::now() + settings.member_timeout;
+        loop {
+            let seen = match api.cluster().await {
+                Ok(cluster) => {
+                    let leader_timeline = cluster.leader().and_then(|l| l.timeline);
+                    match cluster.member(name) {
+                        Some(member) => {
+                            let status = api.status(member).await.ok();
+                            let healthy = matches!(member.state.as_str(), "running" | "streaming")
+                                && !member.is_leader()
+                                && member.timeline.is_some()
+                                && member.timeline == leader_timeline
+                                && member.lag_bytes().is_some_and(|lag| lag <= settings.max_lag)
+                                && status.as_ref().is_some_and(|s| {
+                                    (reason != Reason::Settings || !s.pending_restart)
+                                        && (reason != Reason::MinorUpgrade || s.server_version >= target_version)
+                                });
+                            if healthy {
+                                return Ok(());
+                            }
+                            format!("state {}, lag {}, timeline {:?} (leader {:?})", member.state, member.lag.clone().unwrap_or(Value::Null), member.timeline, leader_timeline)
+                        }
+                        None => "not in the cluster".to_string(),
+                    }
+                }
+                Err(error) => error.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(EngineError::Provider(ProviderError::Os(format!(
+                    "member {name} is not healthy after {}: {seen}",
+                    crate::schedule::format_duration(settings.member_timeout)
+                ))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `choose_candidate`: Patroni's pre-checks, then the replica to hand
+    /// leadership to: streaming on the leader's timeline within
+    /// `maximum_lag_on_failover`, without `nofailover`; the least behind.
+    pub(super) async fn choose_candidate(&self, api: &PatroniApi) -> EngineResult<Value> {
+        let cluster = api.cluster().await?;
+        if cluster.pause {
+            return Err(EngineError::Refused("Patroni is paused for this cluster (its maintenance mode); resume it with `patronictl resume` first".into()));
+        }
+        if cluster.scheduled_switchover.is_some() {
+            return Err(EngineError::Refused("a switchover is already scheduled in Patroni for this cluster".into()));
+        }
+        let leader = cluster.leader().ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now".into()))?;
+        let max_lag = api.config().await?.get("maximum_lag_on_failover").and_then(Value::as_u64).unwrap_or(PATRONI_DEFAULT_MAX_LAG);
+        let mut rejected = Vec::new();
+        let mut candidates = Vec::new();
+        for member in cluster.members.iter().filter(|m| !m.is_leader()) {
+            let why = if member.no_failover() {
+                Some("tagged nofailover".to_string())
+            } else if !matches!(member.state.as_str(), "running" | "streaming") {
+                Some(format!("state {}", member.state))
+            } else if member.timeline != leader.timeline {
+                Some(format!("timeline {:?}, the leader's {:?}", member.timeline, leader.timeline))
+            } else if !member.lag_bytes().is_some_and(|lag| lag <= max_lag) {
+                Some(format!("lag {} over maximum_lag_on_failover {max_lag}", member.lag.clone().unwrap_or(Value::Null)))
+            } else {
+                None
+            };
+            match why {
+                Some(why) => rejected.push(format!("{}: {why}", member.name)),
+                None => candidates.push(member),
+            }
+        }
+        candidates.sort_by_key(|m| (m.lag_bytes(), m.name.clone()));
+        let candidate = candidates.first().ok_or_else(|| EngineError::Refused(format!("no member can take over from {}: {}", leader.name, rejected.join("; "))))?;
+        Ok(json!({ "leader": leader.name, "candidate": candidate.name, "timeline": leader.timeline, "rejected": rejected }))
+    }
+
+    /// A session on the member `name` if it is Patroni's leader now.
+    async fn session_on_leader(&self, api: &PatroniApi, name: &str) -> EngineResult<Option<Server>> {
+        let cluster = api.cluster().await?;
+        match cluster.leader() {
+            Some(leader) if leader.name == name => Ok(Some(self.connect(&location_of(leader)).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `checkpoint` on the leader, so its shutdown checkpoint has little to write.
+    pub(super) async fn checkpoint_leader(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let handover = self.handover_of(run).await?;
+        match self.session_on_leader(api, &handover.leader).await? {
+            Some(server) => {
+                server.checkpoint().await?;
+                Ok(json!({ "leader": handover.leader }))
+            }
+            None => Ok(json!({ "skipped": format!("{} no longer leads", handover.leader) })),
+        }
+    }
+
+    /// `mark_wal`: with the endpoint paused no client transaction is in
+    /// flight, so every acknowledged commit lies before the leader's WAL
+    /// position now; the new timeline must start at or past it.
+    pub(super) async fn mark_wal(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let handover = self.handover_of(run).await?;
+        match self.session_on_leader(api, &handover.leader).await? {
+            Some(server) => Ok(json!({ "lsn": server.current_lsn().await?.to_string() })),
+            None => Ok(json!({ "lsn": null, "skipped": format!("{} no longer leads", handover.leader) })),
+        }
+    }
+
+    /// `handover`: `POST /switchover` from the recorded leader to the
+    /// candidate, unless leadership already moved; then waits until a new
+    /// leader takes writes.
+    pub(super) async fn handover(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let handover = self.handover_of(run).await?;
+        let cluster = api.cluster().await?;
+        let asked = match cluster.leader() {
+            Some(leader) if leader.name == handover.leader => {
+                api.switchover(leader, &handover.candidate).await?;
+                true
+            }
+            _ => false,
+        };
+        let leader = self.writable_leader(api, |leader| leader.name != handover.leader).await?;
+        Ok(json!({ "asked": asked, "leader": leader.name }))
+    }
+
+    /// Waits until Patroni names a leader that `accept`s and it takes writes.
+    async fn writable_leader(&self, api: &PatroniApi, accept: impl Fn(&Member) -> bool) -> EngineResult<Member> {
+        let deadline = Instant::now() + LEADER_TIMEOUT;
+        loop {
+            let seen = match api.cluster().await {
+                Ok(cluster) => match cluster.leader() {
+                    Some(leader) if accept(leader) => match self.connect(&location_of(leader)).await {
+                        Ok(server) => match server.check_writable().await {
+                            Ok(()) => return Ok(leader.clone()),
+                            Err(error) => format!("{} does not take writes yet: {error}", leader.name),
+                        },
+                        Err(error) => format!("{} unreachable: {error}", leader.name),
+                    },
+                    Some(leader) => format!("{} still leads", leader.name),
+                    None => "no leader".to_string(),
+                },
+                Err(error) => error.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(EngineError::Provider(ProviderError::Os(format!("no writable leader after {}s: {seen}", LEADER_TIMEOUT.as_secs()))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `confirm_wal`: the new leader's timeline begins at or past the position
+    /// `mark_wal` recorded, so it holds every acknowledged commit.
+    pub(super) async fn confirm_handover(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let mark = self.recorded(run, Step::MarkWal).await?.pop().and_then(|d| d.get("lsn").and_then(Value::as_str).map(str::to_string));
+        let Some(mark) = mark else { return Ok(json!({ "skipped": "no position was recorded (leadership moved before the pause)" })) };
+        let mark: Lsn = mark.parse().map_err(|e| EngineError::Invalid(format!("recorded WAL position: {e}")))?;
+        let cluster = api.cluster().await?;
+        let timeline = cluster.leader().and_then(|l| l.timeline).ok_or_else(|| EngineError::Provider(ProviderError::Os("the new leader reports no timeline".into())))?;
+        let history = api.history().await?;
+        let switch = history.iter().find(|row| row.timeline + 1 == timeline).ok_or_else(|| {
+            EngineError::Provider(ProviderError::Os(format!("Patroni's /history has no switch into timeline {timeline}")))
+        })?;
+        if switch.switch_point < mark {
+            return Err(EngineError::Provider(ProviderError::Os(format!(
+                "timeline {timeline} starts at {}, before {mark} where the old leader stood when the endpoint paused: acknowledged commits may be missing",
+                switch.switch_point
+            ))));
+        }
+        Ok(json!({ "marked": mark.to_string(), "switch_point": switch.switch_point.to_string(), "timeline": timeline }))
+    }
+
+    /// `repoint`, and the recovery of every paused step: whoever Patroni
+    /// made leader (once it takes writes) is current, and the endpoint routes there.
+    pub(super) async fn route_to_leader(&self, run: &Run, api: &PatroniApi, admin: &mut AdminConsole) -> EngineResult<Value> {
+        let leader = self.writable_leader(api, |_| true).await?;
+        let location = location_of(&leader);
+        let route = self.route_to(&run.database, &location);
+        let (recorded, routed) = tokio::join!(self.store.move_current_server(Writer::Runner(run.claim), run.database.id, &location), admin.repoint(&route));
+        recorded?;
+        routed?;
+        Ok(json!({ "leader": leader.name, "route": route.target() }))
+    }
+
+    /// `roll_old_leader`: the old leader, a replica now, done last.
+    pub(super) async fn roll_old_leader(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
+        let handover = self.handover_of(run).await?;
+        let cluster = api.cluster().await?;
+        let target = self.newest_version(api, &cluster).await;
+        self.roll_member(run, api, &handover.leader, target).await
+    }
+}
