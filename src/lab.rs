@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::distributions::{Alphanumeric, DistString};
 use serde::Deserialize;
 
 use crate::provider::local::{find_bindir, ServerUser};
@@ -137,7 +136,7 @@ impl LabOptions {
             scope: "pgmaint-lab".into(),
             ports,
             bindir: None,
-            superuser_password: random_password(),
+            superuser_password: crate::access::new_password(),
             pgmaint_role: None,
             parameters: Vec::new(),
         }
@@ -161,11 +160,6 @@ impl std::fmt::Debug for LabOptions {
             .field("parameters", &self.parameters)
             .finish_non_exhaustive()
     }
-}
-
-/// 24 random letters and digits.
-pub fn random_password() -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
 }
 
 /// One member of a lab, as configured.
@@ -352,7 +346,7 @@ impl PatroniLab {
         lab.wait_etcd(&client).await?;
 
         let etcd_host = format!("{HOST}:{}", options.ports.etcd_client);
-        let replication_password = random_password();
+        let replication_password = crate::access::new_password();
         for (member, ports) in lab.members.iter().zip(&options.ports.members) {
             lab.user.own_dir(&member.dir, 0o700)?;
             let config = member_config(member, ports, &options, &bindir, &etcd_host, &replication_password);

@@ -142,7 +142,7 @@ impl TestEnv {
         let mut options = LabOptions::new(LabPorts::from_fn(members, free_port));
         options.scope = "it".into();
         options.bindir = Some(self.bindir.clone());
-        options.pgmaint_role = Some(LabRole { name: "pgmaint".into(), password: pgmaint::lab::random_password() });
+        options.pgmaint_role = Some(LabRole { name: "pgmaint".into(), password: pgmaint::access::new_password() });
         let lab = PatroniLab::start(&self.dir.join("lab"), options).await.expect("patroni lab");
         for pidfile in lab.pidfiles() {
             self.track_pidfile(pidfile);

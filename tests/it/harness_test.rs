@@ -97,7 +97,12 @@ async fn patroni_lab_elects_a_leader_and_streams() {
     let stopping = std::time::Instant::now();
     lab.stop().await.unwrap();
     eprintln!("patroni lab stopped in {:.1}s", stopping.elapsed().as_secs_f64());
-    let alive: Vec<i32> = pids.into_iter().filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()).collect();
+    // Orphans are reparented to PID 1, which may not reap them here: a zombie has exited.
+    let running = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).is_some_and(|state| state != 'Z' && state != 'X')
+    };
+    let alive: Vec<i32> = pids.into_iter().filter(running).collect();
     assert!(alive.is_empty(), "still running after stop: {alive:?}");
 }
 
