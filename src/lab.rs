@@ -478,7 +478,8 @@ impl PatroniLab {
         let _ = std::fs::remove_file(&daemon.pidfile);
         // The outer shell exits at once; the inner one writes its pid and execs
         // the program, so the pidfile names the daemon itself.
-        const DETACH: &str = r#"pidfile=$1 log=$2; shift 2; setsid /bin/sh -c 'echo $$ > "$0" && exec "$@"' "$pidfile" "$@" </dev/null >>"$log" 2>&1 &"#;
+        const DETACH: &str =
+            r#"pidfile=$1 log=$2; shift 2; setsid /bin/sh -c 'echo $$ > "$0" && exec "$@"' "$pidfile" "$@" </dev/null >>"$log" 2>&1 &"#;
         let mut command = self.user.command(Path::new("/bin/sh"), &self.dir);
         command.arg("-c").arg(DETACH).arg("sh").arg(&daemon.pidfile).arg(&daemon.log).arg(program).args(args);
         let out = command.output().await.map_err(|e| LabError::Spawn { program: program.into(), detail: e.to_string() })?;
@@ -667,8 +668,7 @@ fn write_private(user: &ServerUser, path: &Path, text: &str) -> Result<(), LabEr
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| LabError::io(path, e))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| LabError::io(path, e))?;
     file.write_all(text.as_bytes()).map_err(|e| LabError::io(path, e))?;
     user.give(path)?;
     Ok(())

@@ -56,12 +56,8 @@ impl HaproxyFront {
             let detail = format!("exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
             return Err(LabError::Spawn { program: "haproxy".into(), detail });
         }
-        let front = HaproxyFront {
-            port,
-            daemon,
-            superuser_password: lab.superuser_password().to_string(),
-            stopped: AtomicBool::new(false),
-        };
+        let front =
+            HaproxyFront { port, daemon, superuser_password: lab.superuser_password().to_string(), stopped: AtomicBool::new(false) };
         let leader = lab.leader_name().await?;
         let leader = lab.member_named(&leader).ok_or_else(|| LabError::Invalid(format!("leader {leader} is not a member")))?;
         front.wait_routes_to(leader.pg_port, ROUTE_TIMEOUT).await?;
