@@ -111,7 +111,10 @@ impl TestEnv {
     /// A running streaming replica of `primary`, with its own replication slot.
     pub async fn replica(&self, name: &str, primary: &Cluster) -> Cluster {
         let client = connect(primary).await;
-        client.simple_query(&format!("SELECT pg_create_physical_replication_slot('{name}', true)")).await.expect("create slot");
+        client
+            .simple_query(&format!("SELECT pg_create_physical_replication_slot('{name}', true)"))
+            .await
+            .expect("create slot");
         let cluster = self.cluster(name);
         cluster.clone_from(primary, Some(name), name).await.expect("pg_basebackup");
         cluster.configure(&managed_server_settings()).expect("configure replica");
@@ -193,8 +196,9 @@ pub async fn connect(cluster: &Cluster) -> tokio_postgres::Client {
 }
 
 pub async fn connect_conninfo(conninfo: &str) -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {conninfo}: {e}"));
     tokio::spawn(connection);
     client
 }
