@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod endpoint;
+pub mod lab;
 pub mod model;
 pub mod notify;
 pub mod pg;

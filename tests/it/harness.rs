@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use pgmaint::lab::{LabOptions, LabPorts, LabRole, PatroniLab};
 use pgmaint::provider::local::{find_bindir, managed_server_settings, Cluster, ServerUser, Template};
 use pgmaint::provider::StopMode;
 use tokio::sync::OnceCell;
@@ -131,6 +132,26 @@ impl TestEnv {
     pub fn track_daemon_dir(&self, data_dir: &Path) {
         self.daemon_dirs.lock().unwrap().push(data_dir.to_path_buf());
         self.track_pidfile(data_dir.join("bouncer").join("pgbouncer.pid"));
+    }
+
+    /// A running etcd + Patroni cluster of `members` under `DIR/lab`, on ports
+    /// from [`free_port`], with a superuser role `pgmaint` made on bootstrap
+    /// (its password: `pgmaint_conninfo`). Its processes are killed and its
+    /// PostgreSQL servers stopped when the test ends, even if it failed.
+    pub async fn patroni(&self, members: usize) -> PatroniLab {
+        let mut options = LabOptions::new(LabPorts::from_fn(members, free_port));
+        options.scope = "it".into();
+        options.bindir = Some(self.bindir.clone());
+        options.pgmaint_role = Some(LabRole { name: "pgmaint".into(), password: pgmaint::access::new_password() });
+        let lab = PatroniLab::start(&self.dir.join("lab"), options).await.expect("patroni lab");
+        for pidfile in lab.pidfiles() {
+            self.track_pidfile(pidfile);
+        }
+        // A member killed by its pidfile leaves its postmaster: stop it like the test's own servers.
+        let mut clusters = self.clusters.lock().unwrap();
+        clusters.extend(lab.members().iter().map(|m| Cluster::at(&m.dir, &self.bindir, self.user.clone())));
+        drop(clusters);
+        lab
     }
 
     /// Stops the process named in `pidfile` when the test ends (PgBouncer, SMTP...).
