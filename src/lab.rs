@@ -393,6 +393,12 @@ impl PatroniLab {
         &self.superuser_password
     }
 
+    /// The bootstrap role (name and password), when the lab was given one:
+    /// what a pgmaint daemon's `[patroni]` section names.
+    pub fn pgmaint_role(&self) -> Option<&LabRole> {
+        self.pgmaint_role.as_ref()
+    }
+
     /// A libpq keyword/value string to `dbname` on `member` over TCP as the superuser.
     pub fn conninfo(&self, member: &LabMember, dbname: &str) -> String {
         conninfo(HOST, member.pg_port, LAB_SUPERUSER, &self.superuser_password, dbname)

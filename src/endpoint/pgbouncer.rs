@@ -506,7 +506,13 @@ impl PgBouncer {
         }
         for (role, verifier) in logins {
             check_name("login role", role)?;
-            if !verifier.starts_with("SCRAM-SHA-256$") || verifier.contains(['"', '\n', ' ']) {
+            // An auth_user logs in to adopted servers itself: PgBouncer needs its password.
+            let auth_user = routes.iter().any(|r| r.auth_user.as_deref() == Some(role.as_str()));
+            if auth_user {
+                if verifier.is_empty() || verifier.contains(['\n', '\r', '\0']) {
+                    return Err(EndpointError::Invalid(format!("auth_user {role}: the password is empty or spans lines")));
+                }
+            } else if !verifier.starts_with("SCRAM-SHA-256$") || verifier.contains(['"', '\n', ' ']) {
                 return Err(EndpointError::Invalid(format!("login role {role}: not a SCRAM-SHA-256 verifier")));
             }
         }

@@ -477,12 +477,21 @@ impl Engine {
         let mark = self.recorded(run, Step::MarkWal).await?.pop().and_then(|d| d.get("lsn").and_then(Value::as_str).map(str::to_string));
         let Some(mark) = mark else { return Ok(json!({ "skipped": "no position was recorded (leadership moved before the pause)" })) };
         let mark: Lsn = mark.parse().map_err(|e| EngineError::Invalid(format!("recorded WAL position: {e}")))?;
-        let cluster = api.cluster().await?;
-        let timeline = cluster.leader().and_then(|l| l.timeline).ok_or_else(|| EngineError::Provider(ProviderError::Os("the new leader reports no timeline".into())))?;
-        let history = api.history().await?;
-        let switch = history.iter().find(|row| row.timeline + 1 == timeline).ok_or_else(|| {
-            EngineError::Provider(ProviderError::Os(format!("Patroni's /history has no switch into timeline {timeline}")))
-        })?;
+        // The old leader's timeline, as choose_candidate saw it: the switch out of it is the one to check.
+        let chosen = self.recorded(run, Step::ChooseCandidate).await?.pop().unwrap_or_default();
+        let old_timeline = chosen.get("timeline").and_then(Value::as_u64).ok_or_else(|| EngineError::Invalid("choose_candidate recorded no timeline".into()))? as u32;
+        // Patroni writes the history to its store a loop after the promotion: wait for it.
+        let deadline = Instant::now() + LEADER_TIMEOUT;
+        let switch = loop {
+            if let Some(switch) = api.history().await?.into_iter().find(|row| row.timeline == old_timeline) {
+                break switch;
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Provider(ProviderError::Os(format!("Patroni's /history never showed the switch out of timeline {old_timeline}"))));
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let timeline = old_timeline + 1;
         if switch.switch_point < mark {
             return Err(EngineError::Provider(ProviderError::Os(format!(
                 "timeline {timeline} starts at {}, before {mark} where the old leader stood when the endpoint paused: acknowledged commits may be missing",

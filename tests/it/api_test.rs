@@ -22,6 +22,7 @@ use crate::harness::TestEnv;
 const BIN: &str = env!("CARGO_BIN_EXE_pgmaint");
 
 /// What one run of the binary did.
+#[derive(Debug)]
 pub(crate) struct Ran {
     pub code: i32,
     pub stdout: String,

@@ -13,6 +13,7 @@ mod harness_test;
 mod kill_test;
 mod manual_run_test;
 mod notify_test;
+mod patroni_test;
 mod plan_change_test;
 mod releases_test;
 mod rollout_test;

@@ -30,6 +30,11 @@ pub(crate) struct DaemonProcess {
 impl DaemonProcess {
     /// `pgmaint daemon --config FILE --data-dir DIR`, logging at `info` to a file.
     pub(crate) fn start(env: &TestEnv, config: &Path, data_dir: &Path) -> DaemonProcess {
+        DaemonProcess::start_with_failpoint(env, config, data_dir, None)
+    }
+
+    /// The same with `PGMAINT_FAILPOINT` set (the daemon exits at it).
+    pub(crate) fn start_with_failpoint(env: &TestEnv, config: &Path, data_dir: &Path, failpoint: Option<&str>) -> DaemonProcess {
         env.track_daemon_dir(data_dir);
         let log = env.dir.join("daemon.log");
         let mut child = Command::new(BIN);
@@ -39,9 +44,18 @@ impl DaemonProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .env("PGMAINT_LOG", "info")
+            .env_remove(pgmaint::engine::FAILPOINT_ENV)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log"));
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("daemon log"));
+        if let Some(failpoint) = failpoint {
+            child.env(pgmaint::engine::FAILPOINT_ENV, failpoint);
+        }
         DaemonProcess { child: child.spawn().expect("start pgmaint daemon"), log }
+    }
+
+    /// How it exited, if it has.
+    pub(crate) fn try_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub(crate) fn log(&self) -> String {

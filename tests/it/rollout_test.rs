@@ -47,7 +47,7 @@ async fn until_state(socket: &Path, name: &str, state: &str) -> Value {
 }
 
 /// The `.eml` files under `dir` that contain every one of `words`.
-fn mails_with(dir: &Path, words: &[&str]) -> usize {
+pub(crate) fn mails_with(dir: &Path, words: &[&str]) -> usize {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
