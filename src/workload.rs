@@ -121,6 +121,9 @@ impl Workload {
     }
 }
 
+/// How long a writer waits before it tries again after an error.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, commits: &AtomicUsize) -> WriterLog {
     let mut log = WriterLog { acknowledged: Vec::new(), commit_times: Vec::new(), errors: Vec::new() };
     let mut client = None;
@@ -134,7 +137,7 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
                 Ok(c) => c,
                 Err(e) => {
                     log.errors.push(format!("connect: {}", describe(&e)));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(RETRY_PAUSE).await;
                     continue;
                 }
             },
@@ -153,6 +156,9 @@ async fn write_until_stopped(conninfo: &str, writer: usize, stop: &AtomicBool, c
                 if !active.is_closed() {
                     client = Some(active);
                 }
+                // Retried after the same pause as a failed connect, as an
+                // application's retry loop would: a writer never spins on errors.
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }

@@ -36,9 +36,21 @@ pub struct BenchMaintenanceArgs {
     /// thirds) and print the ratio of the longest commit gaps.
     #[arg(long)]
     pub floor: bool,
+    /// Where the servers come from: `local` (pgmaint makes them) or, for
+    /// `switchover` only, `patroni` (a throwaway 3-member Patroni cluster,
+    /// compared with HAProxy + `patronictl switchover` on the same cluster).
+    #[arg(long, value_enum, default_value_t = BenchProvider::Local)]
+    pub provider: BenchProvider,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--provider`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchProvider {
+    Local,
+    Patroni,
 }
 
 /// What the writers felt of the hand floor.
@@ -73,6 +85,11 @@ struct BenchReport {
 }
 
 pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
+    match (args.provider, strategy) {
+        (BenchProvider::Local, _) => {}
+        (BenchProvider::Patroni, Strategy::Switchover) => return super::bench_patroni::bench(args),
+        (BenchProvider::Patroni, _) => return Err(Failure::usage("--provider patroni measures `bench switchover` only (Patroni decides failovers itself)")),
+    }
     if args.writers == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Failure::usage("--writers and --seconds must be positive"));
     }

@@ -7,6 +7,7 @@ pub mod control;
 pub mod bench_copy;
 pub mod bench_floor;
 pub mod bench_maintenance;
+pub mod bench_patroni;
 pub mod bench_planner;
 pub mod config_check;
 pub mod daemon;

@@ -164,6 +164,10 @@ impl Engine {
     /// benchmarks' clean ending; a daemon's own shutdown leaves them running).
     pub async fn stop_fleet(&self) -> EngineResult<()> {
         for database in self.store.databases().await? {
+            // An adopted cluster's servers are Patroni's to stop.
+            if self.is_adopted(&database).await? {
+                continue;
+            }
             for instance in self.store.instances(database.id).await? {
                 self.provider.stop(&instance.location, StopMode::Fast).await?;
             }
