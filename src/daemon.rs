@@ -52,7 +52,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
         .with_server_login_retry(config.endpoint.server_login_retry);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
-    tracing::info!(mail = %notifier.describe(), "owner mail");
+    tracing::info!(mail = %notifier.describe(), webhooks = ?notifier.describe_webhooks(), "owner mail and webhooks");
     Ok(Engine::new(store, Arc::new(provider), endpoint, config.daemon.node_name())
         .with_claim_lease(config.daemon.lease)
         .with_default_window(config.maintenance.default_window.clone())

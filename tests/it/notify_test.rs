@@ -169,6 +169,7 @@ fn context(m: &MaintenanceRecord) -> MailContext {
         write_pause_ms: None,
         error: None,
         forced_reason: None,
+        rollout: None,
     }
 }
 
