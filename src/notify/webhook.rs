@@ -171,6 +171,8 @@ pub struct Payload {
     pub write_pause_ms: Option<f64>,
     /// Why it failed, was postponed, or the rollout halted.
     pub error: Option<String>,
+    /// Why it runs outside its window.
+    pub forced_reason: Option<String>,
     pub wave: Option<usize>,
     pub waves: Option<usize>,
     pub databases: Option<Vec<String>>,
@@ -196,7 +198,8 @@ pub fn maintenance_payload(event: &MailEvent, ctx: &MailContext, now: DateTime<U
         required_by: Some(ctx.required_by),
         duration_seconds: ctx.duration.map(|d| d.as_secs_f64()),
         write_pause_ms: ctx.write_pause_ms,
-        error: ctx.error.clone().or_else(|| ctx.forced_reason.clone()),
+        error: ctx.error.clone(),
+        forced_reason: ctx.forced_reason.clone(),
         wave: None,
         waves: None,
         databases: None,
@@ -244,6 +247,7 @@ pub fn rollout_payload(event: RolloutEvent, ctx: &RolloutContext, now: DateTime<
         duration_seconds: None,
         write_pause_ms: None,
         error: ctx.halted_because.clone(),
+        forced_reason: None,
         wave: Some(*wave),
         waves: Some(*waves),
         databases: Some(ctx.databases.clone()),
@@ -409,7 +413,7 @@ mod tests {
         assert_eq!(json["duration_seconds"], 42.0);
         assert_eq!(json["write_pause_ms"], 31.0);
         assert_eq!(json["scheduled_for"], "2026-12-01T14:30:00Z");
-        assert_eq!(json.as_object().unwrap().len(), 18, "{json:#}");
+        assert_eq!(json.as_object().unwrap().len(), 19, "{json:#}");
 
         let in_rollout = MailContext { rollout: Some("patch-dec".into()), error: Some("hook refused".into()), ..maintenance() };
         let failed = maintenance_payload(&MailEvent::Failed, &in_rollout, now);
@@ -476,7 +480,7 @@ mod tests {
         assert_eq!(payload.text, "[pgmaint] Rollout patch-dec (os-patch) completed: 2 database(s) in 3 wave(s).");
         assert_eq!(RolloutEvent::Completed.outbox_key(&completed, now), "rollout-completed");
         let json = serde_json::to_value(&payload).unwrap();
-        assert_eq!(json.as_object().unwrap().len(), 18, "one shape for every event");
+        assert_eq!(json.as_object().unwrap().len(), 19, "one shape for every event");
     }
 
     #[test]

@@ -184,6 +184,8 @@ async fn a_daemon_posts_each_event_once_per_url_and_a_restarted_one_delivers_wha
         assert_eq!(body["maintenance_id"], id, "{body}");
         assert_eq!((body["reason"].as_str(), body["strategy"].as_str()), (Some("settings"), Some("restart")), "{body}");
         assert_eq!(body["rollout"], Value::Null);
+        assert_eq!(body["error"], Value::Null, "{body}");
+        assert!(body["forced_reason"].as_str().unwrap().contains("no maintenance window"), "{body}");
     }
     assert!(completed["text"].as_str().unwrap().starts_with("[pgmaint] The maintenance of database orders completed in "), "{completed}");
     assert!(completed["duration_seconds"].as_f64().unwrap() > 0.0, "{completed}");
