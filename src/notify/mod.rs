@@ -30,9 +30,9 @@
 //! is SMTP's own: a daemon that dies after the relay accepted a mail and before
 //! it recorded that sends it again after a restart. Each mail keeps one
 //! Message-ID across attempts, so receiving systems that de-duplicate by it
-//! show one copy. A webhook likewise: a receiver that took a POST and answered
-//! 2xx after the daemon died gets it again; `maintenance_id`, `rollout` and
-//! `event` name it for a receiver that de-duplicates.
+//! show one copy. A webhook likewise: a receiver that answered 2xx just as the
+//! daemon died, before it recorded that, gets the POST again; `event`,
+//! `maintenance_id`, `rollout` and `at` let it recognise the repeat.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -122,6 +122,12 @@ impl MailEvent {
             MailEvent::Forced => "forced",
             MailEvent::RolloutHalted => "rollout-halted",
         }
+    }
+
+    /// The outbox key of the event about the maintenance `ctx` describes (a
+    /// mail's and a webhook's alike).
+    fn outbox_key_for(&self, ctx: &MailContext) -> String {
+        self.outbox_key(ctx.scheduled_for.or(self.time(ctx)))
     }
 
     /// The time the event is about: the new time of a reschedule, else the scheduled time.
@@ -247,7 +253,7 @@ pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organize
         channel: Channel::Mail,
         maintenance_id: Some(ctx.maintenance_id),
         rollout_id: None,
-        event: event.outbox_key(ctx.scheduled_for.or(at)),
+        event: event.outbox_key_for(ctx),
         recipient: recipient.trim().to_string(),
         subject: format!("[pgmaint] {subject}"),
         body,
@@ -553,8 +559,7 @@ impl Notifier {
         }
         if *event != MailEvent::RolloutHalted && !self.webhooks.is_empty() {
             let payload = webhook::maintenance_payload(event, ctx, now);
-            let key = event.outbox_key(ctx.scheduled_for.or(event.time(ctx)));
-            queued += self.queue_webhooks(&payload, &key, Some(ctx.maintenance_id), None).await?;
+            queued += self.queue_webhooks(&payload, &event.outbox_key_for(ctx), Some(ctx.maintenance_id), None).await?;
         }
         Ok(queued)
     }
