@@ -54,7 +54,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
         .with_server_login_retry(config.endpoint.server_login_retry);
     let failpoint = Failpoint::from_env().map_err(anyhow::Error::msg)?;
     let notifier = Notifier::from_config(config, store.clone())?;
-    tracing::info!(mail = %notifier.describe(), "owner mail");
+    tracing::info!(mail = %notifier.describe(), webhooks = ?notifier.describe_webhooks(), "owner mail and webhooks");
     let patroni = config.patroni.as_ref().map(PatroniAccess::from_config).transpose()?;
     let servers = Router::new(Arc::new(provider), patroni.clone().map(PatroniProvider::new));
     Ok(Engine::new(store, Arc::new(servers), endpoint, config.daemon.node_name())

@@ -10,7 +10,7 @@
 //! | metric | kind | meaning |
 //! |---|---|---|
 //! | `pgmaint_maintenances{state}` | gauge | maintenances in each state (from the store, at scrape) |
-//! | `pgmaint_outbox_depth` | gauge | owner mails not sent yet (from the store, at scrape) |
+//! | `pgmaint_outbox_depth` | gauge | owner mails and webhooks not sent yet (from the store, at scrape) |
 //! | `pgmaint_last_write_pause_ms` | gauge | write pause of the last finished maintenance run |
 //! | `pgmaint_tick_seconds` | gauge | how long the daemon's last tick took |
 

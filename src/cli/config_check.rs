@@ -53,6 +53,11 @@ fn durations(list: &[std::time::Duration]) -> Vec<String> {
     list.iter().map(|d| format_duration(*d)).collect()
 }
 
+/// The webhooks as logs show them: no userinfo, query or later path segments (their secrets).
+fn webhooks(config: &Config) -> Vec<String> {
+    config.notify.webhooks.iter().map(|url| url.redacted()).collect()
+}
+
 /// What the daemon would do with this configuration, for `--json`.
 fn summary(config: &Config) -> Value {
     let (state, state_dir) = match &config.state {
@@ -78,6 +83,7 @@ fn summary(config: &Config) -> Value {
         "mail_from": config.mail_from().to_string(),
         "mail_dir": config.smtp.is_none().then(|| config.notify.mail_dir.display().to_string()),
         "lead_times": durations(&config.notify.lead_times),
+        "webhooks": webhooks(config),
         "endpoint_listen": config.endpoint.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "endpoint_tls_sslmode": config.endpoint.tls.as_ref().map(|tls| tls.sslmode.clone()),
         "server_login_retry": format_duration(config.endpoint.server_login_retry),
@@ -122,6 +128,7 @@ fn summary_text(config: &Config) -> String {
         ("api tcp", tcp),
         ("mail", mail),
         ("lead times", durations(&config.notify.lead_times).join(", ")),
+        ("webhooks", if config.notify.webhooks.is_empty() { "none".to_string() } else { webhooks(config).join(", ") }),
         (
             "endpoint",
             format!(
@@ -168,12 +175,13 @@ fn warnings(path: &Path, config: &Config) -> Vec<String> {
         }
     }
     let has_secret = config.smtp.as_ref().is_some_and(|s| s.credentials.is_some())
+        || !config.notify.webhooks.is_empty()
         || matches!(&config.state, StateLocation::External { url } if config.state.describe() != *url);
     if has_secret {
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o004 != 0 {
                 warnings.push(format!(
-                    "{} holds a password and is readable by every user (chmod 0640 and chgrp pgmaint)",
+                    "{} holds a password or webhook URL and is readable by every user (chmod 0640 and chgrp pgmaint)",
                     path.display()
                 ));
             }

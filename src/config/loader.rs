@@ -36,7 +36,7 @@ pub(super) const SCHEMA: &[(&str, &[&str])] = &[
     ("state", &["url"]),
     ("api", &["socket", "socket_group", "tcp", "token_file"]),
     ("smtp", &["host", "port", "tls", "username", "password", "from"]),
-    ("notify", &["lead_times", "mail_dir"]),
+    ("notify", &["lead_times", "mail_dir", "webhooks"]),
     ("endpoint", &["listen", "server_login_retry", "tls_cert_file", "tls_key_file", "client_tls_sslmode"]),
     ("maintenance", &["periodic_interval", "retire_grace", "default_window"]),
     ("hooks", &["before_maintenance", "after_maintenance", "hook_timeout"]),
@@ -123,6 +123,7 @@ pub(super) struct RawSmtp {
 pub(super) struct RawNotify {
     pub(super) lead_times: Raw,
     pub(super) mail_dir: Raw,
+    pub(super) webhooks: Raw,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,12 +1,13 @@
 //! `[smtp]` and `[notify]`: how the owners' mail is sent (a relay, or files
-//! when there is no `[smtp]`) and how long before a maintenance they are
-//! reminded of it.
+//! when there is no `[smtp]`), how long before a maintenance they are
+//! reminded of it, and which URLs get every event as a webhook.
 
 use lettre::message::Mailbox;
 use toml::Value;
 
 use super::loader::{convert, describe, field, Field, Loader, RawNotify, RawSmtp};
 use super::{ConfigError, NotifyConfig, SmtpConfig, SmtpCredentials, SmtpTls};
+use crate::notify::WebhookUrl;
 use crate::schedule::{format_duration, parse_std_duration};
 
 impl Loader<'_> {
@@ -115,7 +116,31 @@ impl Loader<'_> {
         .unwrap_or(defaults.lead_times);
         let mail_dir =
             convert(&field("notify", "mail_dir", &n.mail_dir), self, Field::path)?.unwrap_or(defaults.mail_dir);
-        Ok(NotifyConfig { lead_times, mail_dir })
+        let webhooks = convert(&field("notify", "webhooks", &n.webhooks), self, |f, ld| {
+            // Never a URL itself in a message: a webhook URL holds its secret.
+            let found = |value: &Value| match value {
+                Value::String(_) => "a string".to_string(),
+                other => describe(other),
+            };
+            let Value::Array(items) = f.value.get_ref() else {
+                let example = "[\"https://chat.example.com/hooks/...\"]";
+                return Err(f.invalid(ld, format!("expected a list of URLs such as {example}, found {}", found(f.value.get_ref()))));
+            };
+            let mut webhooks: Vec<WebhookUrl> = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Value::String(text) = item else {
+                    return Err(f.invalid(ld, format!("item {}: expected a URL string, found {}", i + 1, found(item))));
+                };
+                let url = WebhookUrl::parse(text).map_err(|problem| f.invalid(ld, format!("item {}: {problem}", i + 1)))?;
+                if webhooks.contains(&url) {
+                    return Err(f.invalid(ld, format!("item {}: {} is listed twice", i + 1, url.redacted())));
+                }
+                webhooks.push(url);
+            }
+            Ok(webhooks)
+        })?
+        .unwrap_or(defaults.webhooks);
+        Ok(NotifyConfig { lead_times, mail_dir, webhooks })
     }
 }
 
@@ -158,5 +183,27 @@ mod tests {
         assert_error("[notify]\nlead_times = [\"24h\", \"1d\"]\n", 2, "notify.lead_times", "listed twice");
         assert_error("[notify]\nlead_times = \"7d\"\n", 2, "notify.lead_times", "expected a list");
         assert_error("[notify]\nlead_times = [\n  \"7d\",\n  \"soon\",\n]\n", 2, "notify.lead_times", "item 2");
+    }
+
+    #[test]
+    fn webhooks_must_be_distinct_http_urls_and_are_never_echoed() {
+        let config = parse("[notify]\nwebhooks = [\"https://chat.example.com/hooks/s3cret\", \"http://127.0.0.1:20001/hook?token=s3cret\"]\n").unwrap();
+        let shown: Vec<String> = config.notify.webhooks.iter().map(|u| u.redacted()).collect();
+        assert_eq!(shown, ["https://chat.example.com/hooks/…", "http://127.0.0.1:20001/hook"]);
+        assert_eq!(config.notify.webhooks[1].as_str(), "http://127.0.0.1:20001/hook?token=s3cret");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert!(parse("[notify]\nwebhooks = []\n").unwrap().notify.webhooks.is_empty());
+
+        let cases = [
+            ("[notify]\nwebhooks = [\"ftp://files.example.com/in?key=s3cret\"]\n", "item 1: the scheme is \"ftp\", not http or https"),
+            ("[notify]\nwebhooks = [\"https://a.example/x\", \"chat.example.com/s3cret\"]\n", "item 2: not a URL"),
+            ("[notify]\nwebhooks = [\"https://a.example/x\", 5]\n", "item 2: expected a URL string, found integer 5"),
+            ("[notify]\nwebhooks = \"https://a.example/s3cret\"\n", "expected a list of URLs such as [\"https://chat.example.com/hooks/...\"], found a string"),
+            ("[notify]\nwebhooks = [\"https://a.example/h/s3cret\", \"https://a.example/h/s3cret\"]\n", "item 2: https://a.example/h/… is listed twice"),
+        ];
+        for (text, words) in cases {
+            assert_error(text, 2, "notify.webhooks", words);
+            assert!(!crate::config::test_support::error(text).to_string().contains("s3cret"), "{text}");
+        }
     }
 }

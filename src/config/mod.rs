@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 
+use crate::notify::WebhookUrl;
+
 pub use daemon::mask_password;
 pub use error::ConfigError;
 use loader::{Loader, RawConfig, Section};
@@ -135,6 +137,8 @@ pub struct NotifyConfig {
     pub lead_times: Vec<Duration>,
     /// Where the file transport writes mail when there is no `[smtp]` (default `DATA_DIR/mail`).
     pub mail_dir: PathBuf,
+    /// Every event is also POSTed as JSON to each of these (default none).
+    pub webhooks: Vec<WebhookUrl>,
 }
 
 /// `[endpoint]`: PgBouncer, the endpoint clients connect to.
@@ -219,6 +223,7 @@ impl Config {
             notify: NotifyConfig {
                 lead_times: vec![Duration::from_secs(7 * DAY), Duration::from_secs(DAY)],
                 mail_dir: data_dir.join("mail"),
+                webhooks: Vec::new(),
             },
             endpoint: EndpointConfig {
                 listen: vec![SocketAddr::from(([127, 0, 0, 1], crate::endpoint::DEFAULT_PORT))],

@@ -1,16 +1,17 @@
-//! Telling a database's owners: which event, with what facts. Queuing goes
-//! through the outbox, so a failure here never stops a maintenance; it is
-//! logged and the outbox's exactly-once keys make a retry harmless.
+//! Telling a database's owners (and the webhooks): which event, with what
+//! facts. Queuing goes through the outbox, so a failure here never stops a
+//! maintenance or a rollout; it is logged and the outbox's exactly-once keys
+//! make a retry harmless.
 
 use std::time::Duration;
 
-use crate::notify::{MailContext, MailEvent};
+use crate::notify::{MailContext, MailEvent, RolloutContext, RolloutEvent};
 use crate::store::MaintenanceRecord;
 
 use super::{Engine, EngineResult};
 
 impl Engine {
-    /// Queues `event` of `maintenance` for every owner of its database.
+    /// Queues `event` of `maintenance` for every owner of its database and every webhook.
     pub(super) async fn tell_owners(&self, maintenance: &MaintenanceRecord, event: MailEvent) {
         match self.store.database(maintenance.database_id).await {
             Ok(database) => self.tell(maintenance, event, &database.owners, None).await,
@@ -63,7 +64,16 @@ impl Engine {
             write_pause_ms: m.write_pause_ms,
             error: m.error.or(m.check_error),
             forced_reason: m.forced_reason,
+            rollout: self.store.rollout_name_of(m.id).await?,
         })
+    }
+
+    /// Queues a rollout's event for every webhook.
+    pub(super) async fn tell_webhooks(&self, event: RolloutEvent, ctx: &RolloutContext) {
+        let Some(notifier) = &self.notifier else { return };
+        if let Err(error) = notifier.queue_rollout(event, ctx).await {
+            tracing::warn!(rollout = %ctx.name, event = event.name(), %error, "could not queue the rollout's webhooks");
+        }
     }
 
     /// Queues the reminders now due for every planned maintenance.
@@ -80,13 +90,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends the mail that is due (any daemon may; the outbox hands each mail to one).
+    /// Sends the mail and webhooks that are due (any daemon may; the outbox hands each to one).
     pub async fn deliver_mail(&self) {
         if let Some(notifier) = &self.notifier {
             match notifier.deliver_due().await {
-                Ok(report) if report.failed > 0 => tracing::warn!(sent = report.sent, failed = report.failed, "some owner mail could not be sent yet"),
+                Ok(report) if report.failed > 0 => tracing::warn!(sent = report.sent, failed = report.failed, "some owner mail or webhooks could not be sent yet"),
                 Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "owner mail delivery failed"),
+                Err(error) => tracing::warn!(%error, "owner mail and webhook delivery failed"),
             }
         }
     }

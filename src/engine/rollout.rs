@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::model::{Labels, Reason, WaveSpec};
-use crate::notify::MailEvent;
+use crate::notify::{MailEvent, RolloutContext, RolloutEvent};
 use crate::schedule::{self, Blackout, Known, WaveMember, Window};
 use crate::store::{MaintenanceRecord, MaintenanceState, NewRollout, RolloutMember, RolloutRecord, RolloutState, StoreError};
 
@@ -183,6 +183,26 @@ impl Members {
     fn waves(&self) -> i32 {
         self.list.iter().map(|m| m.wave + 1).max().unwrap_or(0)
     }
+
+    fn names_of_wave(&self, wave: i32) -> Vec<String> {
+        self.of_wave(wave).map(|m| m.name.clone()).collect()
+    }
+
+    /// What a webhook about `rollout` at `wave` (0-based) says, about `databases`.
+    fn context(&self, rollout: &RolloutRecord, wave: i32, databases: Vec<String>) -> RolloutContext {
+        RolloutContext {
+            rollout_id: rollout.id,
+            name: rollout.name.clone(),
+            reason: rollout.reason.clone(),
+            wave: usize::try_from(wave + 1).unwrap_or(0),
+            waves: usize::try_from(self.waves()).unwrap_or(0),
+            databases,
+            maintenance_id: None,
+            bake_until: None,
+            halted_because: None,
+            held: 0,
+        }
+    }
 }
 
 impl Engine {
@@ -262,6 +282,8 @@ impl Engine {
                 &members,
             )
             .await?;
+        let members = self.members(&record).await?;
+        self.tell_webhooks(RolloutEvent::WaveStarted, &members.context(&record, 0, members.names_of_wave(0))).await;
         self.advance_rollout(&record, now).await?;
         self.rollout(&request.name).await
     }
@@ -303,17 +325,26 @@ impl Engine {
                     return Ok(());
                 }
                 if rollout.wave + 1 >= members.waves() {
-                    self.store.transition_rollout(rollout.id, &[RolloutState::Running], RolloutState::Completed, None).await?;
+                    if self.store.transition_rollout(rollout.id, &[RolloutState::Running], RolloutState::Completed, None).await? {
+                        let every = members.list.iter().map(|m| m.name.clone()).collect();
+                        self.tell_webhooks(RolloutEvent::Completed, &members.context(rollout, rollout.wave, every)).await;
+                    }
                 } else {
                     let last = finished_at.into_iter().max().unwrap_or(now);
-                    self.store.start_bake(rollout.id, rollout.wave, last + TimeDelta::seconds(rollout.bake_secs)).await?;
+                    let until = last + TimeDelta::seconds(rollout.bake_secs);
+                    if self.store.start_bake(rollout.id, rollout.wave, until).await? {
+                        let ctx = RolloutContext { bake_until: Some(until), ..members.context(rollout, rollout.wave, members.names_of_wave(rollout.wave)) };
+                        self.tell_webhooks(RolloutEvent::Baking, &ctx).await;
+                    }
                 }
             }
             // Baked: on to the next wave (a guarded move, so one caller requires it).
             RolloutState::Baking
                 if rollout.bake_until.is_none_or(|until| until <= now) && self.store.next_wave(rollout.id, rollout.wave).await? =>
             {
-                for member in members.of_wave(rollout.wave + 1) {
+                let next = rollout.wave + 1;
+                self.tell_webhooks(RolloutEvent::WaveStarted, &members.context(rollout, next, members.names_of_wave(next))).await;
+                for member in members.of_wave(next) {
                     self.require_member(rollout, &members, member.database_id, now).await?;
                 }
             }
@@ -364,6 +395,17 @@ impl Engine {
         }
         let held = self.store.hold_rollout_maintenances(rollout.id).await?;
         tracing::warn!(rollout = %rollout.name, held, because, "rollout halted");
+        let mut failed_names = Vec::new();
+        for failed in failures {
+            failed_names.push(self.store.database(failed.database_id).await?.name);
+        }
+        let ctx = RolloutContext {
+            maintenance_id: failures.first().map(|m| m.id),
+            halted_because: Some(because.to_string()),
+            held,
+            ..members.context(rollout, rollout.wave, failed_names)
+        };
+        self.tell_webhooks(RolloutEvent::Halted, &ctx).await;
         for failed in failures {
             let database = self.store.database(failed.database_id).await?;
             let recipients: Vec<String> = database.owners.iter().chain(&rollout.watchers).cloned().collect();

@@ -1,5 +1,6 @@
-//! Owner email: what to tell the owners of a database about its maintenance,
-//! and getting it to them exactly once.
+//! Owner email and webhooks: what to tell the owners of a database about its
+//! maintenance (and chat channels about maintenances and rollouts), and
+//! getting it to them exactly once.
 //!
 //! Owners hear when a maintenance is scheduled and whenever its time changes,
 //! at each configured lead time before it (7 days and 24 hours by default), when
@@ -19,13 +20,21 @@
 //!    sent, or failed with an exponential backoff (5 s doubling to 10 min, with
 //!    jitter) while the relay is down.
 //!
+//! Webhooks ([`webhook`]) take the same path: each event is also rendered as
+//! a JSON body for every `[notify] webhooks` URL, queued under (maintenance or
+//! rollout, event key, URL), and POSTed by the same delivery loop, with the
+//! same leases and backoff; a non-2xx answer is a failed attempt.
+//!
 //! Exactly once, precisely: a mail is never queued twice, never held by two
 //! daemons at once, and never sent again once marked sent. The one window left
 //! is SMTP's own: a daemon that dies after the relay accepted a mail and before
 //! it recorded that sends it again after a restart. Each mail keeps one
 //! Message-ID across attempts, so receiving systems that de-duplicate by it
-//! show one copy.
+//! show one copy. A webhook likewise: a receiver that answered 2xx just as the
+//! daemon died, before it recorded that, gets the POST again; `event`,
+//! `maintenance_id`, `rollout` and `at` let it recognise the repeat.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,11 +45,13 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{Config, SmtpTls};
-use crate::store::{Store, StoreError};
+use crate::store::{Channel, Store, StoreError};
 
 pub mod ics;
+pub mod webhook;
 
-pub use crate::store::{OutgoingMail, QueuedMail};
+pub use crate::store::{Outgoing, Queued};
+pub use webhook::{RolloutContext, RolloutEvent, WebhookUrl};
 
 /// What happened to a maintenance that the owners are told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +108,28 @@ impl MailEvent {
         }
     }
 
+    /// The event's name in a webhook's payload: [`MailEvent::as_key`] without
+    /// the time or lead it names.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MailEvent::Scheduled => "scheduled",
+            MailEvent::Rescheduled(_) => "rescheduled",
+            MailEvent::Reminder(_) => "reminder",
+            MailEvent::Started => "started",
+            MailEvent::Completed => "completed",
+            MailEvent::Failed => "failed",
+            MailEvent::Postponed => "postponed",
+            MailEvent::Forced => "forced",
+            MailEvent::RolloutHalted => "rollout-halted",
+        }
+    }
+
+    /// The outbox key of the event about the maintenance `ctx` describes (a
+    /// mail's and a webhook's alike).
+    fn outbox_key_for(&self, ctx: &MailContext) -> String {
+        self.outbox_key(ctx.scheduled_for.or(self.time(ctx)))
+    }
+
     /// The time the event is about: the new time of a reschedule, else the scheduled time.
     fn time(&self, ctx: &MailContext) -> Option<DateTime<Utc>> {
         match self {
@@ -148,13 +181,15 @@ pub struct MailContext {
     pub error: Option<String>,
     /// Why it runs outside the window.
     pub forced_reason: Option<String>,
+    /// The rollout that required it, if any.
+    pub rollout: Option<String>,
 }
 
 /// The organizer of the invites [`render`] makes (the file transport's From).
 pub const DEFAULT_ORGANIZER: &str = "pgmaint@localhost";
 
 /// Renders the mail for one recipient, stamped now; see [`render_at`].
-pub fn render(event: &MailEvent, ctx: &MailContext, recipient: &str) -> OutgoingMail {
+pub fn render(event: &MailEvent, ctx: &MailContext, recipient: &str) -> Outgoing {
     render_at(event, ctx, recipient, DEFAULT_ORGANIZER, Utc::now())
 }
 
@@ -162,11 +197,78 @@ pub fn render(event: &MailEvent, ctx: &MailContext, recipient: &str) -> Outgoing
 /// status line, and for events with a time an invite (`METHOD:REQUEST`, or
 /// `CANCEL` for a failed or postponed maintenance) from `organizer`. `now` is
 /// the invite's DTSTAMP and orders its revisions (SEQUENCE).
-pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organizer: &str, now: DateTime<Utc>) -> OutgoingMail {
+pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organizer: &str, now: DateTime<Utc>) -> Outgoing {
+    let db = &ctx.database;
+    let at = event.time(ctx);
+    let (subject, what) = summary(event, ctx, now);
+
+    let mut body = format!("{}\n\n{what}\n\n", ctx.status_line);
+    body.push_str(&format!("Database:    {db} ({})\n", ctx.plan));
+    body.push_str(&format!("Reason:      {}\n", ctx.reason));
+    body.push_str(&format!("Strategy:    {}\n", ctx.strategy));
+    if let Some(at) = at {
+        body.push_str(&format!("Scheduled:   {}\n", stamp(at)));
+    }
+    body.push_str(&format!("Required by: {}\n", stamp(ctx.required_by)));
+    if let Some(reason) = &ctx.forced_reason {
+        body.push_str(&format!("Outside the window because: {reason}\n"));
+    }
+    if let Some(e) = &ctx.error {
+        body.push_str(&format!("Error:       {e}\n"));
+    }
+    if let Some(d) = ctx.duration {
+        body.push_str(&format!("Duration:    {}\n", human_duration(d)));
+    }
+    if let Some(ms) = ctx.write_pause_ms {
+        body.push_str(&format!("Write pause: {}\n", pause_text(ms)));
+    }
+    if let Some(expect) = expectation(&ctx.strategy) {
+        body.push_str(&format!("\n{expect}\n"));
+    }
+    body.push_str("\n-- \npgmaint\n");
+
+    let method = match event {
+        MailEvent::Scheduled | MailEvent::Rescheduled(_) | MailEvent::Reminder(_) | MailEvent::Forced => Some(ics::Method::Request),
+        MailEvent::Failed | MailEvent::Postponed => Some(ics::Method::Cancel),
+        MailEvent::Started | MailEvent::Completed | MailEvent::RolloutHalted => None,
+    };
+    let calendar = match (method, at) {
+        (Some(method), Some(start)) => Some(ics::Invite {
+            method,
+            uid: format!("maintenance-{}.{}@pgmaint", ctx.maintenance_id, ctx.database),
+            sequence: ics::sequence_at(now),
+            stamp: now,
+            start,
+            end: ctx.window_end.filter(|end| *end > start),
+            summary: format!("Maintenance of {db} ({})", ctx.reason),
+            description: format!("{}\n\n{what}", ctx.status_line),
+            organizer: address_of(organizer),
+            attendee: address_of(recipient),
+        }
+        .to_string()),
+        _ => None,
+    };
+
+    Outgoing {
+        channel: Channel::Mail,
+        maintenance_id: Some(ctx.maintenance_id),
+        rollout_id: None,
+        event: event.outbox_key_for(ctx),
+        recipient: recipient.trim().to_string(),
+        subject: format!("[pgmaint] {subject}"),
+        body,
+        calendar,
+    }
+}
+
+/// The subject and the one sentence saying what happened, shared by a mail
+/// and a webhook's `text`. `now` is when a start happened and what a late
+/// reminder counts the time left from.
+fn summary(event: &MailEvent, ctx: &MailContext, now: DateTime<Utc>) -> (String, String) {
     let db = &ctx.database;
     let at = event.time(ctx);
     let when = at.map(stamp).unwrap_or_else(|| "a time not yet set".to_string());
-    let (subject, what) = match event {
+    match event {
         MailEvent::Scheduled => (
             format!("Maintenance of {db} scheduled for {}", at.map(short_stamp).unwrap_or_default()),
             format!("A maintenance of database {db} is scheduled for {when}{}.", until(ctx.window_end)),
@@ -227,62 +329,6 @@ pub fn render_at(event: &MailEvent, ctx: &MailContext, recipient: &str, organize
                 ctx.forced_reason.as_deref().map(|r| format!(", because {r}")).unwrap_or_default()
             ),
         ),
-    };
-
-    let mut body = format!("{}\n\n{what}\n\n", ctx.status_line);
-    body.push_str(&format!("Database:    {db} ({})\n", ctx.plan));
-    body.push_str(&format!("Reason:      {}\n", ctx.reason));
-    body.push_str(&format!("Strategy:    {}\n", ctx.strategy));
-    if let Some(at) = at {
-        body.push_str(&format!("Scheduled:   {}\n", stamp(at)));
-    }
-    body.push_str(&format!("Required by: {}\n", stamp(ctx.required_by)));
-    if let Some(reason) = &ctx.forced_reason {
-        body.push_str(&format!("Outside the window because: {reason}\n"));
-    }
-    if let Some(e) = &ctx.error {
-        body.push_str(&format!("Error:       {e}\n"));
-    }
-    if let Some(d) = ctx.duration {
-        body.push_str(&format!("Duration:    {}\n", human_duration(d)));
-    }
-    if let Some(ms) = ctx.write_pause_ms {
-        body.push_str(&format!("Write pause: {}\n", pause_text(ms)));
-    }
-    if let Some(expect) = expectation(&ctx.strategy) {
-        body.push_str(&format!("\n{expect}\n"));
-    }
-    body.push_str("\n-- \npgmaint\n");
-
-    let method = match event {
-        MailEvent::Scheduled | MailEvent::Rescheduled(_) | MailEvent::Reminder(_) | MailEvent::Forced => Some(ics::Method::Request),
-        MailEvent::Failed | MailEvent::Postponed => Some(ics::Method::Cancel),
-        MailEvent::Started | MailEvent::Completed | MailEvent::RolloutHalted => None,
-    };
-    let calendar = match (method, at) {
-        (Some(method), Some(start)) => Some(ics::Invite {
-            method,
-            uid: format!("maintenance-{}.{}@pgmaint", ctx.maintenance_id, ctx.database),
-            sequence: ics::sequence_at(now),
-            stamp: now,
-            start,
-            end: ctx.window_end.filter(|end| *end > start),
-            summary: format!("Maintenance of {db} ({})", ctx.reason),
-            description: format!("{}\n\n{what}", ctx.status_line),
-            organizer: address_of(organizer),
-            attendee: address_of(recipient),
-        }
-        .to_string()),
-        _ => None,
-    };
-
-    OutgoingMail {
-        maintenance_id: ctx.maintenance_id,
-        event: event.outbox_key(ctx.scheduled_for.or(at)),
-        recipient: recipient.trim().to_string(),
-        subject: format!("[pgmaint] {subject}"),
-        body,
-        calendar,
     }
 }
 
@@ -363,6 +409,12 @@ pub fn backoff_delay(attempts: i32, base: Duration, max: Duration) -> Duration {
     base.checked_mul(1u32 << doublings).map_or(max, |d| d.min(max))
 }
 
+/// [`backoff_delay`] made up to a fifth shorter by `jitter` (0 to 1), so
+/// daemons that failed together do not retry together.
+fn retry_delay(attempts: i32, base: Duration, max: Duration, jitter: f64) -> Duration {
+    backoff_delay(attempts, base, max).mul_f64(1.0 - jitter.clamp(0.0, 1.0) * 0.2)
+}
+
 /// Failures setting up or running delivery. A mail that cannot be sent is not
 /// an error here: it is recorded in the outbox and retried.
 #[derive(Debug, thiserror::Error)]
@@ -373,15 +425,17 @@ pub enum NotifyError {
     Relay { host: String, source: lettre::transport::smtp::Error },
     #[error("mail directory {}: {source}", dir.display())]
     MailDir { dir: PathBuf, source: std::io::Error },
+    #[error("webhook client: {0}")]
+    WebhookClient(reqwest::Error),
 }
 
-/// What one [`Notifier::deliver_due`] did.
+/// What one [`Notifier::deliver_due`] did (mail and webhooks together).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     pub sent: usize,
     /// Attempts that failed and will be retried.
     pub failed: usize,
-    /// Mail the relay kept refusing for good, no longer tried.
+    /// Messages refused for good for long enough, no longer tried.
     pub given_up: usize,
 }
 
@@ -390,26 +444,31 @@ enum Transport {
     File { transport: AsyncFileTransport<Tokio1Executor>, dir: PathBuf },
 }
 
-/// Why one mail was not sent.
+/// Why one message was not sent.
 struct SendFailure {
     text: String,
-    /// The relay refused this mail for good (5xx) or the mail cannot be built.
+    /// Refused for good: the relay's 5xx, a mail that cannot be built, a
+    /// webhook's 4xx.
     permanent: bool,
-    /// The relay could not be reached at all: the rest of the batch would fail alike.
+    /// The relay or the URL could not be reached at all: the rest of the
+    /// batch for it would fail alike.
     outage: bool,
 }
 
-/// Queues and delivers owner mail through the outbox.
+/// Queues and delivers owner mail and webhooks through the outbox.
 pub struct Notifier {
     store: Store,
     transport: Transport,
     from: Mailbox,
+    /// `[notify] webhooks`: every event is also POSTed to each.
+    webhooks: Vec<WebhookUrl>,
+    http: reqwest::Client,
     backoff_base: Duration,
     backoff_max: Duration,
     /// How long a claimed mail is ours; a batch never takes longer.
     lease: Duration,
     batch: i64,
-    /// How long one SMTP conversation may take.
+    /// How long one SMTP conversation or webhook POST may take.
     send_timeout: Duration,
     /// A mail the relay refuses for good is given up once it is this old.
     give_up_after: Duration,
@@ -444,6 +503,8 @@ impl Notifier {
             store,
             transport,
             from: config.mail_from(),
+            webhooks: config.notify.webhooks.clone(),
+            http: webhook::client(send_timeout).map_err(NotifyError::WebhookClient)?,
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(600),
             lease: Duration::from_secs(300),
@@ -460,8 +521,9 @@ impl Notifier {
         self
     }
 
-    /// A mail the relay refuses for good (5xx, an unusable address) is retried
-    /// like any other until it is this old, then given up (default 24 h).
+    /// A message refused for good (the relay's 5xx, an unusable address, a
+    /// webhook's 4xx) is retried like any other until it is this old, then
+    /// given up (default 24 h).
     pub fn with_give_up_after(mut self, age: Duration) -> Notifier {
         self.give_up_after = age;
         self
@@ -475,8 +537,16 @@ impl Notifier {
         }
     }
 
-    /// Renders the event for each owner and queues it; returns how many mails
-    /// were new (an owner already told about this event is not told again).
+    /// The webhooks' redacted URLs, for logs.
+    pub fn describe_webhooks(&self) -> Vec<String> {
+        self.webhooks.iter().map(WebhookUrl::redacted).collect()
+    }
+
+    /// Renders the event for each owner, and for each webhook, and queues it;
+    /// returns how many messages were new (an owner or URL already told about
+    /// this event is not told again). A rollout's halt goes to webhooks once
+    /// per halt, through [`Notifier::queue_rollout`], not once per failed
+    /// maintenance as its mail does.
     pub async fn queue(&self, event: &MailEvent, ctx: &MailContext, owners: &[String]) -> Result<usize, NotifyError> {
         let now = Utc::now();
         let organizer = self.from.email.to_string();
@@ -487,12 +557,34 @@ impl Notifier {
                 queued += 1;
             }
         }
+        if *event != MailEvent::RolloutHalted && !self.webhooks.is_empty() {
+            let payload = webhook::maintenance_payload(event, ctx, now);
+            queued += self.queue_webhooks(&payload, &event.outbox_key_for(ctx), Some(ctx.maintenance_id), None).await?;
+        }
         Ok(queued)
     }
 
-    /// Sends the mail that is due. A mail that fails is retried after a backoff;
-    /// when the relay cannot be reached, the rest of the batch is deferred with
-    /// it rather than each waiting for its own connect timeout.
+    /// Queues a rollout's event for each webhook; returns how many were new.
+    pub async fn queue_rollout(&self, event: RolloutEvent, ctx: &RolloutContext) -> Result<usize, NotifyError> {
+        let now = Utc::now();
+        let payload = webhook::rollout_payload(event, ctx, now);
+        self.queue_webhooks(&payload, &event.outbox_key(ctx, now), None, Some(ctx.rollout_id)).await
+    }
+
+    async fn queue_webhooks(&self, payload: &webhook::Payload, key: &str, maintenance_id: Option<i64>, rollout_id: Option<i64>) -> Result<usize, NotifyError> {
+        let mut queued = 0;
+        for url in &self.webhooks {
+            if self.store.enqueue(&webhook::outgoing(payload, key.to_string(), maintenance_id, rollout_id, url)).await? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Sends the mail and POSTs the webhooks that are due. A message that fails
+    /// is retried after a backoff; when the relay (or a webhook's URL) cannot
+    /// be reached, the rest of the batch for it is deferred with it rather
+    /// than each waiting for its own connect timeout.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, NotifyError> {
         let mut report = DeliveryReport::default();
         // Room for one more conversation before the lease on a batch runs out.
@@ -501,27 +593,36 @@ impl Notifier {
             let batch = self.store.due_mail(self.batch, self.lease).await?;
             let claimed = Instant::now();
             let claimed_count = batch.len();
-            let mut outage: Option<String> = None;
+            // Unreachable destinations: the relay ("" for every mail), or a URL.
+            let mut outages: HashMap<String, String> = HashMap::new();
             for mail in batch {
-                if let Some(text) = &outage {
+                let destination = match mail.channel {
+                    Channel::Mail => String::new(),
+                    Channel::Webhook => mail.recipient.clone(),
+                };
+                if let Some(text) = outages.get(&destination) {
                     self.record_failure(&mail, text, false, &mut report).await?;
                     continue;
                 }
                 if claimed.elapsed() + margin > self.lease {
                     // Left claimed: due again when the lease ends, so nobody sends it twice.
-                    tracing::warn!(id = mail.id, "outbox batch ran long; mail left for the next round");
+                    tracing::warn!(id = mail.id, "outbox batch ran long; the rest is left for the next round");
                     break;
                 }
                 match self.send(&mail).await {
                     Ok(()) => {
                         self.store.mark_sent(mail.id).await?;
-                        tracing::info!(id = mail.id, event = %mail.event, recipient = %mail.recipient, "mail sent");
+                        let what = match mail.channel {
+                            Channel::Mail => "mail sent",
+                            Channel::Webhook => "webhook delivered",
+                        };
+                        tracing::info!(id = mail.id, event = %mail.event, recipient = %webhook::shown(mail.channel, &mail.recipient), "{what}");
                         report.sent += 1;
                     }
                     Err(failure) => {
                         self.record_failure(&mail, &failure.text, failure.permanent, &mut report).await?;
                         if failure.outage {
-                            outage = Some(failure.text);
+                            outages.insert(destination, failure.text);
                         }
                     }
                 }
@@ -534,25 +635,24 @@ impl Notifier {
         }
     }
 
-    async fn record_failure(&self, mail: &QueuedMail, text: &str, permanent: bool, report: &mut DeliveryReport) -> Result<(), NotifyError> {
+    async fn record_failure(&self, mail: &Queued, text: &str, permanent: bool, report: &mut DeliveryReport) -> Result<(), NotifyError> {
         let age = (Utc::now() - mail.created_at).to_std().unwrap_or_default();
+        let recipient = webhook::shown(mail.channel, &mail.recipient);
         if permanent && age >= self.give_up_after {
-            tracing::error!(id = mail.id, recipient = %mail.recipient, error = text, "giving up on mail refused for good");
+            tracing::error!(id = mail.id, %recipient, error = text, "giving up on a message refused for good");
             self.store.give_up_mail(mail.id, text).await?;
             report.given_up += 1;
             return Ok(());
         }
-        let delay = backoff_delay(mail.attempts, self.backoff_base, self.backoff_max);
-        // Up to a fifth shorter, so daemons that failed together do not retry together.
-        let delay = delay.mul_f64(1.0 - rand::random::<f64>() * 0.2);
+        let delay = retry_delay(mail.attempts, self.backoff_base, self.backoff_max, rand::random::<f64>());
         let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        tracing::warn!(id = mail.id, recipient = %mail.recipient, attempts = mail.attempts + 1, retry_in = ?delay, error = text, "mail not sent");
+        tracing::warn!(id = mail.id, %recipient, attempts = mail.attempts + 1, retry_in = ?delay, error = text, "message not sent");
         self.store.mark_failed(mail.id, text, retry_at).await?;
         report.failed += 1;
         Ok(())
     }
 
-    fn message(&self, mail: &QueuedMail) -> Result<Message, SendFailure> {
+    fn message(&self, mail: &Queued) -> Result<Message, SendFailure> {
         let refuse = |text: String| SendFailure { text, permanent: true, outage: false };
         let to: Mailbox = mail.recipient.parse().map_err(|e| refuse(format!("recipient {:?}: {e}", mail.recipient)))?;
         let builder = Message::builder()
@@ -583,11 +683,16 @@ impl Notifier {
         built.map_err(|e| refuse(format!("building the mail: {e}")))
     }
 
-    /// One mail, within `send_timeout` all told (lettre's own timeout is per
-    /// command), so a batch always ends within its lease.
-    async fn send(&self, mail: &QueuedMail) -> Result<(), SendFailure> {
-        let message = self.message(mail)?;
-        match tokio::time::timeout(self.send_timeout, self.send_message(message)).await {
+    /// One message, within `send_timeout` all told (lettre's own timeout is
+    /// per command), so a batch always ends within its lease.
+    async fn send(&self, item: &Queued) -> Result<(), SendFailure> {
+        let sending = async {
+            match item.channel {
+                Channel::Mail => self.send_message(self.message(item)?).await,
+                Channel::Webhook => webhook::post(&self.http, &item.recipient, &item.body).await,
+            }
+        };
+        match tokio::time::timeout(self.send_timeout, sending).await {
             Ok(result) => result,
             Err(_) => Err(SendFailure {
                 text: format!("no answer within {:?}", self.send_timeout),

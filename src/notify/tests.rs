@@ -29,6 +29,7 @@ fn context() -> MailContext {
         write_pause_ms: None,
         error: None,
         forced_reason: None,
+        rollout: None,
     }
 }
 
@@ -89,7 +90,7 @@ fn outbox_keys_of_repeatable_events_name_the_time() {
     // The rendered mail carries the same key.
     let mail = render(&reminder, &context(), "dba@example.com");
     assert_eq!(mail.event, "reminder-24h@2026-12-01T14:30:00Z");
-    assert_eq!(mail.maintenance_id, 42);
+    assert_eq!((mail.maintenance_id, mail.channel), (Some(42), crate::store::Channel::Mail));
 }
 
 #[test]
@@ -233,4 +234,29 @@ fn durations_read_naturally() {
     assert_eq!(human_duration(Duration::from_secs(DAY + 5 * 60)), "1 day");
     assert_eq!(human_duration(Duration::from_secs(12)), "12 seconds");
     assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 seconds");
+}
+
+#[test]
+fn retries_back_off_with_at_most_a_fifth_of_jitter() {
+    let base = Duration::from_secs(5);
+    let max = Duration::from_secs(600);
+    // Mail and webhooks alike: 5 s, 10 s, 20 s... each up to a fifth shorter.
+    for attempts in 0..12 {
+        let full = backoff_delay(attempts, base, max);
+        assert_eq!(retry_delay(attempts, base, max, 0.0), full);
+        assert_eq!(retry_delay(attempts, base, max, 1.0), full.mul_f64(0.8));
+        let some = retry_delay(attempts, base, max, 0.5);
+        assert!(some < full && some > full.mul_f64(0.8), "{attempts}: {some:?}");
+    }
+    assert_eq!(retry_delay(2, base, max, 7.0), Duration::from_secs(16), "jitter is clamped");
+    assert_eq!(retry_delay(20, base, max, 0.0), max);
+}
+
+#[test]
+fn webhook_events_are_named_without_their_time() {
+    assert_eq!(MailEvent::Reminder(Duration::from_secs(DAY)).kind(), "reminder");
+    assert_eq!(MailEvent::Rescheduled(at(2026, 12, 1, 14, 30)).kind(), "rescheduled");
+    for event in [MailEvent::Scheduled, MailEvent::Started, MailEvent::Completed, MailEvent::Failed, MailEvent::Postponed, MailEvent::Forced, MailEvent::RolloutHalted] {
+        assert_eq!(event.kind(), event.as_key(), "{event:?}");
+    }
 }

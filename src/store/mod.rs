@@ -19,7 +19,7 @@ pub use apps::{AppHooks, AppRecord};
 pub use credentials::{CredentialsRecord, ValidLogin};
 pub use fleet::{DatabaseRecord, InstanceRecord, InstanceRole, NewDatabase};
 pub use maintenances::{Claim, MaintenanceRecord, MaintenanceState, StepRecord, StepStatus, Writer};
-pub use outbox::{OutgoingMail, QueuedMail};
+pub use outbox::{Channel, Outgoing, Queued};
 pub use patroni::AdoptedCluster;
 pub use releases::{Config, ReleaseRecord};
 pub use rollouts::{NewRollout, RolloutMember, RolloutRecord, RolloutState};

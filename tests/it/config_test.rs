@@ -174,6 +174,32 @@ fn config_check_never_prints_a_password() {
 }
 
 #[test]
+fn config_check_shows_webhooks_redacted_and_refuses_other_schemes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hooks.toml");
+    std::fs::write(&file, "[notify]\nwebhooks = [\"https://hooks.example.com/services/T0/B0/s3cret\", \"http://u:s3cret@127.0.0.1:20001/hook?token=s3cret\"]\n").unwrap();
+    let file = file.to_str().unwrap();
+    let out = pgmaint(&["config", "check", file]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("webhooks:    https://hooks.example.com/services/…, http://127.0.0.1:20001/hook\n"), "{stdout}");
+    let out = pgmaint(&["config", "check", "--json", file]);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(verdict["summary"]["webhooks"], serde_json::json!(["https://hooks.example.com/services/…", "http://127.0.0.1:20001/hook"]));
+    for out in [pgmaint(&["config", "check", file]), pgmaint(&["config", "check", "--json", file])] {
+        assert!(!text(&out.stdout).contains("s3cret") && !text(&out.stderr).contains("s3cret"), "{out:?}");
+    }
+
+    std::fs::write(file, "[notify]\nlead_times = [\"24h\"]\nwebhooks = [\"ftp://files.example.com/drop?key=s3cret\"]\n").unwrap();
+    let out = pgmaint(&["config", "check", file]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("pgmaint: {file}:3: bad value for \"webhooks\" in [notify]: item 1: the scheme is \"ftp\", not http or https")
+    );
+}
+
+#[test]
 fn config_check_prints_durations_in_the_one_canonical_form() {
     // Durations and the window are read by the grammar the command line uses:
     // any unit case, spaces, weeks and milliseconds; they print back canonically.

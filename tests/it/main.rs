@@ -18,3 +18,4 @@ mod plan_change_test;
 mod releases_test;
 mod rollout_test;
 mod store_test;
+mod webhook_test;

@@ -123,14 +123,14 @@ fn recipients(messages: &[Value]) -> Vec<String> {
     to
 }
 
-struct Fixture {
-    store: Store,
-    maintenance: MaintenanceRecord,
+pub(crate) struct Fixture {
+    pub(crate) store: Store,
+    pub(crate) maintenance: MaintenanceRecord,
     owners: Vec<String>,
 }
 
 /// A state store with one database owned by `owners` and a maintenance scheduled for it.
-async fn fixture(env: &TestEnv, owners: &[&str]) -> Fixture {
+pub(crate) async fn fixture(env: &TestEnv, owners: &[&str]) -> Fixture {
     let server = env.primary("state").await;
     let store = Store::connect(&server.url("postgres")).await.expect("state store");
     let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
@@ -154,7 +154,7 @@ fn status_line(m: &MaintenanceRecord) -> String {
     )
 }
 
-fn context(m: &MaintenanceRecord) -> MailContext {
+pub(crate) fn context(m: &MaintenanceRecord) -> MailContext {
     MailContext {
         maintenance_id: m.id,
         database: "orders".into(),
@@ -169,6 +169,7 @@ fn context(m: &MaintenanceRecord) -> MailContext {
         write_pause_ms: None,
         error: None,
         forced_reason: None,
+        rollout: None,
     }
 }
 

@@ -3,8 +3,10 @@
 //! second wave only after the bake (and across a daemon restart during the
 //! bake), at the time `rollout plan` gave; one whose canary fails in
 //! `before_maintenance` halts with its later wave untouched, owners and
-//! watchers mailed, and finishes after `resume` once the hook is fixed; a
-//! failing `after_maintenance` marks a completed maintenance's check failed.
+//! watchers mailed and a `rollout-halted` webhook received, and finishes
+//! after `resume` once the hook is fixed; a failing `after_maintenance` marks
+//! a completed maintenance's check failed. A chat receiver gets each
+//! rollout's waves, bake, halt and completion as webhooks, once each.
 //! Essential databases with the restart strategy (`settings`) and a deadline
 //! minutes away (runs forced at once) keep it quick.
 
@@ -17,6 +19,7 @@ use serde_json::Value;
 use crate::api_test::pgmaint;
 use crate::harness::TestEnv;
 use crate::manual_run_test::{wait_for_socket, DaemonProcess};
+use crate::webhook_test::Receiver;
 
 const BAKE_SECS: i64 = 10;
 
@@ -70,13 +73,15 @@ async fn rollouts_bake_between_waves_halt_on_a_failed_hook_and_resume() {
         format!("echo \"$PGMAINT_DATABASE $PGMAINT_MAINTENANCE_ID $PGMAINT_REASON $PGMAINT_STRATEGY [$PGMAINT_ROLLOUT]\" >> {0}/after.log\nif [ -e {0}/unhealthy-$PGMAINT_DATABASE ]; then echo \"$PGMAINT_DATABASE answers 500\"; exit 1; fi\n", dir.display()),
     )
     .unwrap();
+    let chat = Receiver::start(crate::harness::free_port(), 0).await;
     let config = dir.join("pgmaint.toml");
     std::fs::write(
         &config,
         format!(
-            "[daemon]\ntick = \"1s\"\nlease = \"4s\"\n\n[state]\nurl = \"{}\"\n\n[hooks]\nbefore_maintenance = \"sh {1}/before.sh\"\nafter_maintenance = \"sh {1}/after.sh\"\nhook_timeout = \"30s\"\n",
+            "[daemon]\ntick = \"1s\"\nlease = \"4s\"\n\n[state]\nurl = \"{}\"\n\n[hooks]\nbefore_maintenance = \"sh {1}/before.sh\"\nafter_maintenance = \"sh {1}/after.sh\"\nhook_timeout = \"30s\"\n\n[notify]\nwebhooks = [\"{2}\"]\n",
             state.url("postgres"),
-            dir.display()
+            dir.display(),
+            chat.url("/chat")
         ),
     )
     .unwrap();
@@ -149,6 +154,14 @@ async fn rollouts_bake_between_waves_halt_on_a_failed_hook_and_resume() {
     }
     assert!(mails_with(&mail, &["owner-b1@example.com", "drain of b1 refused"]) >= 1, "the owner's mail carries the hook's output");
     assert_eq!(mails_with(&mail, &["owner-b2@example.com"]), 0, "b2 was never touched");
+    let rb = Value::from("rb");
+    let halted_hook = chat.wait_for("rollout-halted", "rollout", &rb, Duration::from_secs(30)).await;
+    assert_eq!((halted_hook["database"].as_str(), halted_hook["wave"].as_u64(), halted_hook["waves"].as_u64()), (Some("b1"), Some(1), Some(2)), "{halted_hook}");
+    assert_eq!(halted_hook["maintenance_id"], history[0]["id"], "{halted_hook}");
+    let text = halted_hook["text"].as_str().unwrap();
+    assert!(text.starts_with("[pgmaint] Rollout rb (settings) HALTED at wave 1 of 2: ") && text.contains("drain of b1 refused"), "{text}");
+    let b1_failed = chat.wait_for("failed", "database", &Value::from("b1"), Duration::from_secs(30)).await;
+    assert_eq!(b1_failed["rollout"], "rb", "{b1_failed}");
 
     // Fixed: resume finishes it.
     std::fs::remove_file(dir.join("refuse-b1")).unwrap();
@@ -167,6 +180,18 @@ async fn rollouts_bake_between_waves_halt_on_a_failed_hook_and_resume() {
     assert!(history[0]["check_error"].as_str().unwrap().contains("c1 answers 500"), "{history:#}");
     let log = std::fs::read_to_string(dir.join("after.log")).unwrap();
     assert!(log.lines().any(|l| l.starts_with("c1 ") && l.ends_with(" settings restart []")), "{log}");
+
+    // The chat channel heard each rollout's waves, bake and completion once, and rb's one halt.
+    let ra = Value::from("ra");
+    chat.wait_for("rollout-completed", "rollout", &rb, Duration::from_secs(30)).await;
+    let count = |event: &str, rollout: &Value| chat.delivered(event, "rollout", rollout).len();
+    for rollout in [&ra, &rb] {
+        assert_eq!((count("rollout-wave-started", rollout), count("rollout-baking", rollout), count("rollout-completed", rollout)), (2, 1, 1), "{rollout}: {:#?}", chat.received());
+    }
+    assert_eq!((count("rollout-halted", &ra), count("rollout-halted", &rb)), (0, 1));
+    let baking = &chat.delivered("rollout-baking", "rollout", &ra)[0];
+    assert_eq!((baking["wave"].as_u64(), baking["databases"].clone()), (Some(1), serde_json::json!(["a1"])), "{baking}");
+    assert!(baking["bake_until"].is_string(), "{baking}");
 
     let listed = pgmaint(&socket, &["rollout", "list"]).await.ok("rollout list").stdout;
     assert!(listed.lines().any(|l| l.starts_with("ra ") && l.contains("completed")), "{listed}");
