@@ -79,6 +79,9 @@ pub enum Strategy {
     /// Essential tier (no replicas): the database refuses writes while its
     /// data is copied into a new server, then the endpoint moves there.
     Copy,
+    /// `databases unfollow`: a follower is promoted in place and becomes a
+    /// database of its own, forked from its leader (never chosen by the table).
+    Unfollow,
 }
 
 impl Strategy {
@@ -105,6 +108,7 @@ impl Strategy {
             Strategy::Switchover => "switchover",
             Strategy::Failover => "failover",
             Strategy::Copy => "copy",
+            Strategy::Unfollow => "unfollow",
         }
     }
 }
@@ -117,6 +121,7 @@ impl FromStr for Strategy {
             "switchover" => Ok(Strategy::Switchover),
             "failover" => Ok(Strategy::Failover),
             "copy" => Ok(Strategy::Copy),
+            "unfollow" => Ok(Strategy::Unfollow),
             other => Err(format!("unknown strategy {other:?}")),
         }
     }
@@ -145,7 +150,7 @@ mod tests {
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Premium, false), Switchover);
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Standard, false), Switchover);
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Essential, false), Copy);
-        for strategy in [Restart, Switchover, Failover, Copy] {
+        for strategy in [Restart, Switchover, Failover, Copy, Unfollow] {
             assert_eq!(strategy.as_str().parse::<Strategy>().unwrap(), strategy);
         }
         for reason in Reason::ALL {
