@@ -75,13 +75,14 @@ impl Engine {
     }
 
     /// A follower that became a primary of its own owns its database and the
-    /// objects its leader's owner role made.
-    pub(super) async fn take_ownership(&self, database: &DatabaseRecord, leader: &DatabaseRecord) -> EngineResult<()> {
+    /// objects the owner role of its leader (named `leader`) made. Doing it
+    /// again changes nothing.
+    pub(super) async fn take_ownership(&self, database: &DatabaseRecord, leader: &str) -> EngineResult<()> {
         let location = self.current_location(database.id).await?;
         let credentials = self.credentials_of(database).await?;
         self.apply_access(&location, database, &credentials).await?;
         let session = crate::pg::Server::connect_to(&self.provider.address(&location), &database.dbname, super::CONNECT_TIMEOUT).await?;
-        session.reassign_owned(&DatabaseRoles::of(&leader.name).owner, &DatabaseRoles::of(&database.name).owner).await?;
+        session.reassign_owned(&DatabaseRoles::of(leader).owner, &DatabaseRoles::of(&database.name).owner).await?;
         Ok(())
     }
 

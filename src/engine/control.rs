@@ -120,7 +120,7 @@ pub struct DatabaseInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MaintenanceView {
     pub id: i64,
-    /// `os-patch`, `minor-upgrade`, `settings`, `plan-change` or `periodic`.
+    /// `os-patch`, `minor-upgrade`, `settings`, `plan-change`, `periodic`, or `unfollow` (`databases unfollow`).
     pub reason: String,
     pub strategy: Strategy,
     pub state: MaintenanceState,

@@ -3,7 +3,8 @@
 //!
 //! `act` is the runbook's dictionary: what each step does. The steps
 //! themselves live beside the strategy they belong to (`restart.rs`,
-//! `switch.rs`, `upgrade.rs`); here they are only put in order and guarded.
+//! `switch.rs`, `upgrade.rs`, `follower.rs`); here they are only put in order
+//! and guarded.
 
 use std::time::Instant;
 
@@ -42,6 +43,8 @@ pub(super) enum Servers {
     Copy { old: String, target: InstanceRecord, route: Route },
     /// An adopted Patroni cluster, reached through its REST API.
     Patroni(PatroniApi),
+    /// An unfollow: the follower's own server, and its leader's name.
+    Unfollow { location: String, leader: String },
 }
 
 /// The servers a switch moves between.
@@ -112,6 +115,9 @@ impl Engine {
                 let old = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location;
                 Servers::Copy { route: self.route_to(&run.database, &target.location), old, target }
             }
+            Runbook::Unfollow => {
+                Servers::Unfollow { location: self.current_location(run.database.id).await?, leader: self.unfollowed_leader(&run.database).await? }
+            }
             Runbook::Switchover | Runbook::Failover | Runbook::FollowerMove | Runbook::PlanChange => {
                 let candidate = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
                 let old = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location;
@@ -179,6 +185,9 @@ impl Engine {
             }
             (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch, scene.final_wal.take()).await,
             (Step::Promote, Servers::Switch(switch)) => self.promote_candidate(switch).await,
+            (Step::Promote, Servers::Unfollow { location, .. }) => self.promote_follower(location).await,
+            (Step::Fork, Servers::Unfollow { leader, .. }) => self.fork_from_leader(run, leader).await,
+            (Step::DropLeaderSlot, Servers::Unfollow { leader, .. }) => self.drop_leader_slot(run, leader).await,
             (Step::Repoint, Servers::Switch(switch)) => self.adopt_candidate(run, &switch.candidate, &switch.route, &mut scene.admin).await,
             (Step::Repoint, Servers::Copy { target, route, .. }) => self.adopt_candidate(run, target, route, &mut scene.admin).await,
             (Step::Resume, _) => {

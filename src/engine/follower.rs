@@ -4,19 +4,33 @@
 //! its leader), then `promote` it to the app's DATABASE_URL. Followers of the
 //! old primary keep following the old primary unless `--repoint-followers`
 //! moves the ones that can follow the new one.
+//!
+//! `unfollow` is a maintenance run at once, `Runbook::Unfollow`: its steps
+//! (`promote`, `fork`, `drop_leader_slot`; `rebuild_standby` is the fleet's)
+//! are here, each observing before it acts.
 
+use std::time::Duration;
+
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::model::Strategy;
 use crate::store::{DatabaseRecord, Writer};
 
 use super::control::DatabaseInfo;
-use super::fleet::{plan_of, slot_of};
+use super::fleet::slot_of;
 use super::releases::{attachment_key, ReleaseOutcome};
+use super::run::Run;
 use super::{Engine, EngineError, EngineResult};
 
 /// How long `pg_promote` may take when a follower is unfollowed.
-const UNFOLLOW_PROMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const UNFOLLOW_PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the leader's walsender for an unfollowed database may take to go.
+const SLOT_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The reason an unfollow's maintenance records (no planned reason applies).
+const UNFOLLOW_REASON: &str = "unfollow";
 /// A follower within this many commits of its leader counts as caught up (the reference's figure).
 pub const CAUGHT_UP_COMMITS: i64 = 200;
 /// The attachment a promotion moves: the app's main URL.
@@ -94,13 +108,14 @@ impl Engine {
     }
 
     /// `databases unfollow NAME --confirm APP`: the follower stops following
-    /// and becomes a writable primary of its own, forked from its leader.
-    /// Safe to repeat after a crash part-way.
+    /// and becomes a writable primary of its own, forked from its leader. It
+    /// is a maintenance run at once (`Runbook::Unfollow`), so a daemon killed
+    /// part-way resumes it; repeating the verb meanwhile joins that run.
     pub async fn unfollow(&self, name: &str, confirm: &str) -> EngineResult<DatabaseInfo> {
         let database = self.store.database_named(name).await?;
-        let Some(leader_id) = database.following_id else {
+        if database.following_id.is_none() {
             return Err(EngineError::Refused(format!("{name} is not a follower")));
-        };
+        }
         let words = self.confirmations(&database).await?;
         if !words.iter().any(|w| w == confirm) {
             return Err(EngineError::Refused(format!(
@@ -108,34 +123,82 @@ impl Engine {
                 words.last().map(String::as_str).unwrap_or(name)
             )));
         }
-        if let Some(open) = self.store.open_maintenance(database.id).await? {
-            return Err(EngineError::Refused(format!(
-                "{name} has maintenance #{} ({}) open; wait for it to finish before unfollowing",
-                open.id, open.reason
-            )));
+        let id = match self.store.open_maintenance(database.id).await? {
+            Some(open) if open.strategy == Strategy::Unfollow.as_str() => open.id,
+            Some(open) => {
+                return Err(EngineError::Refused(format!(
+                    "{name} has maintenance #{} ({}) open; wait for it to finish before unfollowing",
+                    open.id, open.reason
+                )))
+            }
+            None => {
+                let now = Utc::now();
+                let record = self.store.insert_maintenance(database.id, UNFOLLOW_REASON, Strategy::Unfollow.as_str(), now, None).await?;
+                self.store.schedule_maintenance(record.id, now, None, Some("an unfollow happens at once")).await?;
+                record.id
+            }
+        };
+        self.run_maintenance(id).await?;
+        tracing::info!(database = name, maintenance = id, "unfollowed");
+        self.info(name).await
+    }
+
+    /// The leader an unfollow acts for: the database it follows, or once the
+    /// `fork` step is done, the one it was forked from.
+    pub(super) async fn unfollowed_leader(&self, database: &DatabaseRecord) -> EngineResult<String> {
+        match (database.following_id, &database.forked_from) {
+            (Some(leader), _) => Ok(self.store.database(leader).await?.name),
+            (None, Some(leader)) => Ok(leader.clone()),
+            (None, None) => Err(EngineError::Invalid(format!("{} neither follows nor was forked from a leader", database.name))),
         }
-        let leader = self.store.database(leader_id).await?;
-        let location = self.current_location(database.id).await?;
-        let server = self.connect(&location).await?;
-        if server.is_in_recovery().await? {
-            self.provider.promote(&location, &server, UNFOLLOW_PROMOTE_TIMEOUT).await?;
+    }
+
+    /// `promote`: the follower's server leaves recovery, if it is still in
+    /// it, and proves it takes a write.
+    pub(super) async fn promote_follower(&self, location: &str) -> EngineResult<Value> {
+        let server = self.connect(location).await?;
+        let in_recovery = server.is_in_recovery().await?;
+        if in_recovery {
+            self.provider.promote(location, &server, UNFOLLOW_PROMOTE_TIMEOUT).await?;
         }
         server.check_writable().await?;
-        self.store.fork_database(database.id, &leader.name).await?;
-        self.take_ownership(&self.store.database(database.id).await?, &leader).await?;
-        // The leader no longer keeps WAL for it.
-        let instance = self.store.current_instance(database.id).await?;
+        Ok(json!({ "promoted": in_recovery }))
+    }
+
+    /// `fork`: the store records the database as forked from `leader`, if it
+    /// still says it follows, and the database and its objects pass to its
+    /// own owner role.
+    pub(super) async fn fork_from_leader(&self, run: &mut Run, leader: &str) -> EngineResult<Value> {
+        let following = self.store.database(run.database.id).await?.following_id.is_some();
+        if following {
+            self.store.fork_database(Writer::Runner(run.claim), run.database.id, leader).await?;
+        }
+        run.database = self.store.database(run.database.id).await?;
+        self.take_ownership(&run.database, leader).await?;
+        Ok(json!({ "forked_from": leader, "recorded": following }))
+    }
+
+    /// `drop_leader_slot`: the leader no longer keeps WAL for the database.
+    /// The slot it streamed through is dropped on the leader's current
+    /// server if it is still there. As before unfollow was a runbook, a
+    /// leader that cannot be reached does not fail the unfollow: the step
+    /// records why the slot stays (and it is logged).
+    pub(super) async fn drop_leader_slot(&self, run: &Run, leader: &str) -> EngineResult<Value> {
+        let instance = self.store.current_instance(run.database.id).await?;
         let slot = slot_of(&instance)?;
-        if let Ok(leader_server) = self.connect(&self.current_location(leader.id).await?).await {
-            if let Err(error) = leader_server.drop_slot(slot).await {
-                tracing::warn!(database = name, %error, "the leader's replication slot for the unfollowed database was not dropped");
+        let dropped = async {
+            let leader = self.store.database_named(leader).await?;
+            let server = self.connect(&self.current_location(leader.id).await?).await?;
+            Ok::<_, EngineError>(server.drop_slot_once_inactive(slot, SLOT_RELEASE_TIMEOUT).await?)
+        }
+        .await;
+        Ok(match dropped {
+            Ok(dropped) => json!({ "slot": slot, "dropped": dropped }),
+            Err(error) => {
+                tracing::warn!(database = %run.database.name, %error, "the leader's replication slot for the unfollowed database was not dropped");
+                json!({ "slot": slot, "dropped": false, "error": error.to_string() })
             }
-        }
-        if plan_of(&database)?.tier().has_ha_standby() {
-            self.build_ha_standby(Writer::Operator, database.id).await?;
-        }
-        tracing::info!(database = name, forked_from = %leader.name, "unfollowed");
-        self.info(name).await
+        })
     }
 
     /// `databases promote NAME --app APP [--repoint-followers]`: NAME becomes

@@ -45,8 +45,10 @@ pub enum Step {
     Fence,
     /// The candidate received WAL past the old primary's shutdown checkpoint.
     ConfirmWal,
-    /// Promote the candidate and prove it takes writes.
+    /// Promote the candidate (an unfollow: the follower itself) and prove it takes writes.
     Promote,
+    /// An unfollowed database is recorded as forked from its leader and owns its objects.
+    Fork,
     /// The candidate becomes current and the endpoint routes to it.
     Repoint,
     /// RESUME the endpoint.
@@ -61,6 +63,8 @@ pub enum Step {
     RebuildStandby,
     /// The old server is retired: stopped, removed after the grace period.
     RetireOld,
+    /// The leader's replication slot for an unfollowed database is dropped.
+    DropLeaderSlot,
     /// Recovery: the old primary starts again (nothing was promoted).
     Rollback,
     /// The switch was called off and the maintenance re-planned.
@@ -83,7 +87,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 30] = [
+    pub const ALL: [Step; 32] = [
         Step::BeforeHook,
         Step::PrepareReplacement,
         Step::CheckStandby,
@@ -98,6 +102,7 @@ impl Step {
         Step::Fence,
         Step::ConfirmWal,
         Step::Promote,
+        Step::Fork,
         Step::Repoint,
         Step::Resume,
         Step::Release,
@@ -105,6 +110,7 @@ impl Step {
         Step::RetireStandby,
         Step::RebuildStandby,
         Step::RetireOld,
+        Step::DropLeaderSlot,
         Step::Rollback,
         Step::Postponed,
         Step::AfterHook,
@@ -131,6 +137,7 @@ impl Step {
             Step::Fence => "fence",
             Step::ConfirmWal => "confirm_wal",
             Step::Promote => "promote",
+            Step::Fork => "fork",
             Step::Repoint => "repoint",
             Step::Resume => "resume",
             Step::Release => "release",
@@ -138,6 +145,7 @@ impl Step {
             Step::RetireStandby => "retire_standby",
             Step::RebuildStandby => "rebuild_standby",
             Step::RetireOld => "retire_old",
+            Step::DropLeaderSlot => "drop_leader_slot",
             Step::Rollback => "rollback",
             Step::Postponed => "postponed",
             Step::BeforeHook => "before_hook",
@@ -225,6 +233,8 @@ pub enum Runbook {
     /// An adopted Patroni cluster, member by member: replicas, then a Patroni
     /// switchover inside the endpoint's pause, then the old leader.
     PatroniRolling,
+    /// `databases unfollow`: a follower becomes a writable database of its own, in place.
+    Unfollow,
 }
 
 use Recovery::{CallOffCopy, FollowLeader, ForwardIfAdopted, ForwardOrBack, Retry, StartServer};
@@ -309,8 +319,23 @@ const PATRONI_ROLLING: &[Declared] = &[
     always(AfterHook, Retry),
 ];
 
+/// An unfollow has no pause: the follower's clients only read, and it is
+/// promoted in place, so no write is held back while it happens and there is
+/// never a second server of the database to fence (its leader is another
+/// database, untouched). Each step observes first: `promote` only a server
+/// still in recovery, `fork` only what the store still records as following,
+/// `drop_leader_slot` only a slot still on the leader.
+const UNFOLLOW: &[Declared] = &[
+    always(BeforeHook, Retry),
+    always(Promote, Retry),
+    always(Fork, Retry),
+    always(DropLeaderSlot, Retry),
+    only(When::HaTierAfter, RebuildStandby, Retry),
+    always(AfterHook, Retry),
+];
+
 impl Runbook {
-    pub const ALL: [Runbook; 7] = [
+    pub const ALL: [Runbook; 8] = [
         Runbook::Restart,
         Runbook::Switchover,
         Runbook::Failover,
@@ -318,6 +343,7 @@ impl Runbook {
         Runbook::PlanChange,
         Runbook::EssentialCopy,
         Runbook::PatroniRolling,
+        Runbook::Unfollow,
     ];
 
     /// The runbook for a maintenance: its strategy, whether the database is
@@ -327,6 +353,7 @@ impl Runbook {
             Strategy::Restart => Runbook::Restart,
             Strategy::Copy => Runbook::EssentialCopy,
             Strategy::Rolling => Runbook::PatroniRolling,
+            Strategy::Unfollow => Runbook::Unfollow,
             Strategy::Switchover | Strategy::Failover if is_follower => Runbook::FollowerMove,
             Strategy::Switchover | Strategy::Failover if plan_change => Runbook::PlanChange,
             Strategy::Failover => Runbook::Failover,
@@ -338,7 +365,7 @@ impl Runbook {
     /// when the run comes before the preparation finished).
     pub fn preparation(self) -> Option<Step> {
         match self {
-            Runbook::Restart | Runbook::PatroniRolling => None,
+            Runbook::Restart | Runbook::PatroniRolling | Runbook::Unfollow => None,
             Runbook::Failover => Some(CheckStandby),
             Runbook::Switchover | Runbook::FollowerMove | Runbook::PlanChange => Some(PrepareReplacement),
             Runbook::EssentialCopy => Some(PrepareTarget),
@@ -355,6 +382,7 @@ impl Runbook {
             Runbook::PlanChange => PLAN_CHANGE,
             Runbook::EssentialCopy => ESSENTIAL_COPY,
             Runbook::PatroniRolling => PATRONI_ROLLING,
+            Runbook::Unfollow => UNFOLLOW,
         }
     }
 
@@ -380,6 +408,7 @@ impl Runbook {
             Runbook::PlanChange => "plan change",
             Runbook::EssentialCopy => "essential copy",
             Runbook::PatroniRolling => "patroni rolling",
+            Runbook::Unfollow => "unfollow",
         }
     }
 }
@@ -408,9 +437,15 @@ mod tests {
             unique.sort_by_key(|s| s.name());
             unique.dedup();
             assert_eq!(unique.len(), steps.len(), "{} repeats a step", runbook.name());
-            let pause = steps.iter().position(|s| *s == Pause).unwrap_or_else(|| panic!("{} never pauses", runbook.name()));
-            let resume = steps.iter().position(|s| *s == Resume).unwrap_or_else(|| panic!("{} never resumes", runbook.name()));
-            assert!(pause < resume, "{}: resume before pause", runbook.name());
+            let pause = steps.iter().position(|s| *s == Pause);
+            let resume = steps.iter().position(|s| *s == Resume);
+            // Only an unfollow holds no write back (see `UNFOLLOW`).
+            assert_eq!(pause.is_some(), runbook != Runbook::Unfollow, "{}: pauses or not", runbook.name());
+            match (pause, resume) {
+                (Some(pause), Some(resume)) => assert!(pause < resume, "{}: resume before pause", runbook.name()),
+                (None, None) => {}
+                _ => panic!("{}: a pause without a resume, or the other way round", runbook.name()),
+            }
         }
     }
 
@@ -451,5 +486,6 @@ mod tests {
         assert_eq!(Runbook::choose(Strategy::Failover, false, false), Runbook::Failover);
         assert_eq!(Runbook::choose(Strategy::Copy, false, true), Runbook::EssentialCopy);
         assert_eq!(Runbook::choose(Strategy::Restart, true, false), Runbook::Restart);
+        assert_eq!(Runbook::choose(Strategy::Unfollow, true, false), Runbook::Unfollow);
     }
 }

@@ -83,6 +83,9 @@ pub enum Strategy {
     /// host hook run on it), then a Patroni switchover to one of them with
     /// the endpoint paused, then the old leader.
     Rolling,
+    /// `databases unfollow`: a follower is promoted in place and becomes a
+    /// database of its own, forked from its leader (never chosen by the table).
+    Unfollow,
 }
 
 impl Strategy {
@@ -110,6 +113,7 @@ impl Strategy {
             Strategy::Failover => "failover",
             Strategy::Copy => "copy",
             Strategy::Rolling => "rolling",
+            Strategy::Unfollow => "unfollow",
         }
     }
 }
@@ -123,6 +127,7 @@ impl FromStr for Strategy {
             "rolling" => Ok(Strategy::Rolling),
             "failover" => Ok(Strategy::Failover),
             "copy" => Ok(Strategy::Copy),
+            "unfollow" => Ok(Strategy::Unfollow),
             other => Err(format!("unknown strategy {other:?}")),
         }
     }
@@ -151,7 +156,7 @@ mod tests {
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Premium, false), Switchover);
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Standard, false), Switchover);
         assert_eq!(Strategy::choose(Reason::PlanChange, Tier::Essential, false), Copy);
-        for strategy in [Restart, Switchover, Failover, Copy] {
+        for strategy in [Restart, Switchover, Failover, Copy, Unfollow] {
             assert_eq!(strategy.as_str().parse::<Strategy>().unwrap(), strategy);
         }
         for reason in Reason::ALL {

@@ -235,6 +235,26 @@ impl Server {
         Ok(())
     }
 
+    /// Drops the physical replication slot `slot` once nothing streams
+    /// through it, waiting up to `wait` for its walsender to go (a replica
+    /// just promoted leaves within moments). Returns whether it was there.
+    pub async fn drop_slot_once_inactive(&self, slot: &str, wait: Duration) -> PgResult<bool> {
+        let active = || async {
+            let row = self
+                .client
+                .query_opt("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                .await
+                .map_err(|source| PgError::Query { what: "pg_replication_slots", source })?;
+            Ok::<_, PgError>(row.map(|r| r.get::<_, bool>(0)))
+        };
+        if active().await?.is_none() {
+            return Ok(false);
+        }
+        wait_until(wait, Duration::from_millis(10), "replication slot released", || async { Ok(active().await? != Some(true)) }).await?;
+        self.drop_slot(slot).await?;
+        Ok(true)
+    }
+
     /// Points a standby at another primary (PG >= 13 applies this on reload).
     /// Each ALTER SYSTEM goes alone: in one multi-statement string they would
     /// run in an implicit transaction, which ALTER SYSTEM refuses.

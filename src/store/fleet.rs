@@ -184,12 +184,14 @@ impl Store {
     }
 
     /// A follower becomes a database of its own, remembering where it came from.
-    pub async fn fork_database(&self, database_id: i64, forked_from: &str) -> StoreResult<()> {
+    pub async fn fork_database(&self, writer: Writer, database_id: i64, forked_from: &str) -> StoreResult<()> {
+        let mut tx = self.begin_as(writer).await?;
         sqlx::query("UPDATE databases SET following_id = NULL, forked_from = $2 WHERE id = $1")
             .bind(database_id)
             .bind(forked_from)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

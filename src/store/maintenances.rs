@@ -186,7 +186,7 @@ pub struct Claim {
 /// Who makes a write to the fleet's records: a runner holding a claim (its
 /// write happens only while its fencing token is still the maintenance's),
 /// or an operator's request outside any maintenance (`databases create`,
-/// `unfollow`, `promote`).
+/// `promote`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writer {
     Runner(Claim),

@@ -35,8 +35,8 @@ fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> std::
 }
 
 /// Every server the database has now, for the writable watch.
-async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, name: &str) {
-    let database = engine.store().database_named(name).await.unwrap();
+async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, database_id: i64) {
+    let database = engine.store().database(database_id).await.unwrap();
     for role in [InstanceRole::Current, InstanceRole::HaStandby, InstanceRole::Replacement] {
         if let Some(instance) = engine.store().instance_in_role(database.id, role).await.unwrap() {
             watch.watch(engine.provider().address(&instance.location).conninfo(&database.dbname));
@@ -44,19 +44,30 @@ async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, name: &str) {
     }
 }
 
-/// For each failpoint: require a maintenance of `name`, kill the daemon
-/// there, run a fresh daemon, check the maintenance completed. Writers run
-/// throughout on `writes_to` (the database itself, or a follower's leader).
-async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, writes_to: &str, require: impl AsyncFn() -> MaintenanceRecord, failpoints: &[&str]) {
+/// For each failpoint: require a maintenance, kill the daemon there, run a
+/// fresh daemon, check the maintenance completed and then what `check` says
+/// of it. Writers run throughout on `writes_to` (the maintained database
+/// itself, or a follower's leader); no two servers of the maintained
+/// database are ever writable at once.
+async fn drill_with(
+    env: &TestEnv,
+    engine: &Engine,
+    label: &str,
+    writes_to: &str,
+    require: impl AsyncFn() -> MaintenanceRecord,
+    check: impl AsyncFn(&MaintenanceRecord),
+    failpoints: &[&str],
+) {
     let state_url = env.dir.join("state").display().to_string();
     let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
     let url = engine.endpoint_url(writes_to).await.unwrap();
     workload::prepare(&url).await.unwrap();
     let watch = PrimaryWatch::start(Vec::new());
-    watch_servers(engine, &watch, name).await;
     let writers = Workload::start(&url, 4);
     for failpoint in failpoints {
         let maintenance = require().await;
+        let database_id = maintenance.database_id;
+        watch_servers(engine, &watch, database_id).await;
         engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the kill drill")).await.unwrap();
         let killed = daemon_once(env, &state_url, Some(failpoint));
         if failpoint.ends_with(":panic") {
@@ -72,12 +83,13 @@ async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, writes_to: &str,
                 String::from_utf8_lossy(&killed.stderr)
             );
         }
-        watch_servers(engine, &watch, name).await;
+        watch_servers(engine, &watch, database_id).await;
         let finished = daemon_once(env, &state_url, None);
         assert!(finished.status.success(), "{failpoint}: resuming daemon failed: {}", String::from_utf8_lossy(&finished.stderr));
         let record = engine.store().maintenance(maintenance.id).await.unwrap();
         assert_eq!(record.state, MaintenanceState::Completed, "{failpoint}: maintenance ended {:?} ({:?})", record.state, record.error);
-        watch_servers(engine, &watch, name).await;
+        watch_servers(engine, &watch, database_id).await;
+        check(&record).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let load = writers.stop().await.unwrap();
@@ -88,7 +100,7 @@ async fn drill_with(env: &TestEnv, engine: &Engine, name: &str, writes_to: &str,
     // Only a copy refuses writes (read-only while it runs); nothing else may fail a client.
     assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
     eprintln!(
-        "{name}: {} kills survived, {} commits, {} client errors (e.g. {:?}), max commit gap {:?}",
+        "{label}: {} kills survived, {} commits, {} client errors (e.g. {:?}), max commit gap {:?}",
         failpoints.len(),
         load.acknowledged.len(),
         load.client_errors,
@@ -102,12 +114,23 @@ pub(crate) fn every_boundary(runbook: Runbook) -> Vec<String> {
     runbook.all_steps().iter().flat_map(|s| [format!("{s}:before"), format!("{s}:after")]).collect()
 }
 
-async fn drill_runbook(env: &TestEnv, engine: &Engine, (name, writes_to): (&str, &str), runbook: Runbook, require: impl AsyncFn() -> MaintenanceRecord, extra: &[&str]) {
+async fn drill_runbook(
+    env: &TestEnv,
+    engine: &Engine,
+    writes_to: &str,
+    runbook: Runbook,
+    require: impl AsyncFn() -> MaintenanceRecord,
+    check: impl AsyncFn(&MaintenanceRecord),
+    extra: &[&str],
+) {
     let mut failpoints = every_boundary(runbook);
     failpoints.extend(extra.iter().map(|s| s.to_string()));
-    drill_with(env, engine, name, writes_to, require, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    drill_with(env, engine, runbook.name(), writes_to, require, check, &failpoints.iter().map(String::as_str).collect::<Vec<_>>()).await;
     record_coverage(runbook, failpoints.len());
 }
+
+/// The check of a drill whose audit (nothing lost, one writable primary) says it all.
+async fn audited_only(_: &MaintenanceRecord) {}
 
 /// Appends `<runbook> <boundaries> boundaries of <steps> steps` to the file
 /// `./dev test` prints after the run.
@@ -144,11 +167,11 @@ async fn switchover_survives_a_kill_at_every_step() {
     // An attached app: every switchover must leave exactly one release, however it was interrupted.
     let hooks = AppHooks { on_maintenance_on: None, on_maintenance_off: None, env_file: None, restart_hook: None };
     engine.create_app("web", "shop", &hooks, "test").await.unwrap();
-    drill_runbook(&env, &engine, ("shop", "shop"), Runbook::Switchover, requiring(&engine, "shop", Reason::OsPatch), &[]).await;
+    drill_runbook(&env, &engine, "shop", Runbook::Switchover, requiring(&engine, "shop", Reason::OsPatch), audited_only, &[]).await;
     let switchovers = engine.releases("web").await.unwrap().into_iter().filter(|r| r.change == "Switchover shop").count();
     assert_eq!(switchovers, every_boundary(Runbook::Switchover).len(), "one release per switchover, none lost or doubled");
     // The follower's own switchover: both servers replicas, nothing promoted.
-    drill_runbook(&env, &engine, ("shop-f", "shop"), Runbook::FollowerMove, requiring(&engine, "shop-f", Reason::OsPatch), &[]).await;
+    drill_runbook(&env, &engine, "shop", Runbook::FollowerMove, requiring(&engine, "shop-f", Reason::OsPatch), audited_only, &[]).await;
 }
 
 #[tokio::test]
@@ -156,8 +179,8 @@ async fn failover_and_restart_survive_a_kill_at_every_step() {
     let env = TestEnv::new("kill-failover");
     let engine = engine(&env).await;
     engine.create_database(&spec("ledger", "premium-0", None)).await.unwrap();
-    drill_runbook(&env, &engine, ("ledger", "ledger"), Runbook::Failover, requiring(&engine, "ledger", Reason::Periodic), &[]).await;
-    drill_runbook(&env, &engine, ("ledger", "ledger"), Runbook::Restart, requiring(&engine, "ledger", Reason::Settings), &["restart:after:panic"]).await;
+    drill_runbook(&env, &engine, "ledger", Runbook::Failover, requiring(&engine, "ledger", Reason::Periodic), audited_only, &[]).await;
+    drill_runbook(&env, &engine, "ledger", Runbook::Restart, requiring(&engine, "ledger", Reason::Settings), audited_only, &["restart:after:panic"]).await;
 }
 
 #[tokio::test]
@@ -168,7 +191,7 @@ async fn premium_plan_change_survives_a_kill_at_every_step() {
     let database = engine.store().database_named("vault").await.unwrap();
     let sizes = std::cell::Cell::new(0u32);
     // On an HA tier every step applies: the old plan's standby is retired and a new one built.
-    drill_runbook(&env, &engine, ("vault", "vault"), Runbook::PlanChange, changing_plan(&engine, database.id, "premium", "switchover", &sizes), &[]).await;
+    drill_runbook(&env, &engine, "vault", Runbook::PlanChange, changing_plan(&engine, database.id, "premium", "switchover", &sizes), audited_only, &[]).await;
     let record = engine.store().database_named("vault").await.unwrap();
     assert_eq!(record.plan, format!("premium-{}", sizes.get()), "every plan change completed in order");
 }
@@ -180,12 +203,55 @@ async fn essential_plan_change_survives_a_kill_at_every_step() {
     engine.create_database(&spec("notes", "essential-0", None)).await.unwrap();
     let database = engine.store().database_named("notes").await.unwrap();
     let sizes = std::cell::Cell::new(0u32);
-    drill_runbook(&env, &engine, ("notes", "notes"), Runbook::EssentialCopy, changing_plan(&engine, database.id, "essential", "copy", &sizes), &[]).await;
+    drill_runbook(&env, &engine, "notes", Runbook::EssentialCopy, changing_plan(&engine, database.id, "essential", "copy", &sizes), audited_only, &[]).await;
     let record = engine.store().database_named("notes").await.unwrap();
     assert_eq!(record.plan, format!("essential-{}", sizes.get()), "every plan change completed in order");
     let current = engine.store().current_instance(record.id).await.unwrap();
     let server = crate::harness::connect_conninfo(&engine.provider().address(&current.location).conninfo("notes")).await;
     assert_eq!(crate::copy_test::scalar(&server, "SHOW default_transaction_read_only").await, "off", "the database takes writes");
+}
+
+#[tokio::test]
+async fn unfollow_survives_a_kill_at_every_step() {
+    let env = TestEnv::new("kill-unfollow");
+    let engine = engine(&env).await;
+    let leader = engine.create_database(&spec("lead", "standard-0", None)).await.unwrap();
+    let leader_server = engine.store().current_instance(leader.id).await.unwrap();
+    let followers = std::cell::Cell::new(0u32);
+    // Each drill unfollows a fresh follower, on an HA tier so that every step applies.
+    let unfollowing = async || {
+        followers.set(followers.get() + 1);
+        let follower = engine.create_database(&spec(&format!("lead-f{}", followers.get()), "premium-0", Some("lead"))).await.unwrap();
+        engine.store().insert_maintenance(follower.id, "unfollow", "unfollow", Utc::now(), None).await.unwrap()
+    };
+    let unfollowed = async |maintenance: &MaintenanceRecord| {
+        let database = engine.store().database(maintenance.database_id).await.unwrap();
+        let name = database.name.as_str();
+        let info = engine.info(name).await.unwrap();
+        assert_eq!((info.following.as_deref(), info.forked_from.as_deref()), (None, Some("lead")), "{name}");
+        assert_eq!(info.ha.as_deref(), Some("available"), "{name}: its HA standby");
+        // Writable as its own role: it owns the objects its leader's role made.
+        let own = crate::harness::connect_conninfo(&engine.endpoint_url(name).await.unwrap()).await;
+        own.batch_execute("INSERT INTO pgmaint_audit (id, writer) VALUES (-1, 0)").await.unwrap_or_else(|e| panic!("{name} refused a write: {e:?}"));
+        // Every declared step done exactly once, in order, however the run was cut.
+        let done: Vec<String> = engine.store().steps(maintenance.id).await.unwrap().into_iter().filter(|s| s.status == "done").map(|s| s.step).collect();
+        let declared: Vec<String> = Runbook::Unfollow.all_steps().iter().map(|s| s.to_string()).collect();
+        assert_eq!(done, declared, "{name}: steps done");
+        let history = engine.history(name).await.unwrap();
+        assert_eq!((history[0].strategy.as_str(), history[0].state), ("unfollow", MaintenanceState::Completed), "{name}");
+        // The leader: the same server, writable, and no slot kept for the unfollowed database.
+        assert_eq!(engine.store().current_instance(leader.id).await.unwrap().id, leader_server.id, "the leader moved");
+        let lead = crate::harness::connect_conninfo(&engine.provider().address(&leader_server.location).conninfo("postgres")).await;
+        assert_eq!(crate::copy_test::scalar(&lead, "SELECT pg_is_in_recovery()").await, "f", "the leader is writable");
+        let slot = engine.store().current_instance(database.id).await.unwrap().slot_name.unwrap();
+        let kept = crate::copy_test::scalar(&lead, &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")).await;
+        assert_eq!(kept, "0", "{name}: the leader still keeps its slot");
+        // Its servers stop here: the next drill's follower is the only other writable one.
+        engine.destroy_database(name, name).await.unwrap();
+    };
+    drill_runbook(&env, &engine, "lead", Runbook::Unfollow, unfollowing, unfollowed, &[]).await;
+    let leader = engine.store().database(leader.id).await.unwrap();
+    assert_eq!((leader.plan.as_str(), leader.following_id, leader.forked_from), ("standard-0", None, None), "the leader's record changed");
 }
 
 #[test]
@@ -199,6 +265,7 @@ fn every_runbook_has_a_drill() {
         Runbook::PlanChange,
         Runbook::EssentialCopy,
         Runbook::PatroniRolling,
+        Runbook::Unfollow,
     ];
     for runbook in Runbook::ALL {
         assert!(drilled.contains(&runbook), "no kill drill for the {} runbook", runbook.name());

@@ -259,10 +259,23 @@ async fn follower_switchover_by_hand() {
     let wrong = pgmaint(&socket, &["databases", "unfollow", "orders-2", "--confirm", "shop"]).await;
     assert_eq!(wrong.code, 1);
     assert!(wrong.stderr.contains("--confirm web"), "{}", wrong.stderr);
+    // Nor while another maintenance of it is open.
+    let open = engine.store().insert_maintenance(engine.store().database_named("orders-2").await.unwrap().id, "settings", "restart", chrono::Utc::now(), None).await.unwrap();
+    let busy = pgmaint(&socket, &["databases", "unfollow", "orders-2", "--confirm", "web"]).await;
+    assert_eq!(busy.code, 1);
+    assert!(busy.stderr.contains(&format!("has maintenance #{} (settings) open", open.id)), "{}", busy.stderr);
+    let claim = engine.store().claim_maintenance(open.id, "test", 30.0).await.unwrap().unwrap();
+    engine.store().finish_maintenance(claim, pgmaint::store::MaintenanceState::Failed, "failed", Some("closed by the test"), None).await.unwrap();
     assert_eq!(info(&socket, "orders-2").await["following"], "orders", "a refused unfollow changed something");
     let unfollowed = pgmaint(&socket, &["databases", "unfollow", "orders-2", "--confirm", "web"]).await.ok("unfollow");
     assert!(unfollowed.stdout.contains("Forked From:        orders\n"), "{}", unfollowed.stdout);
     assert!(!unfollowed.stdout.contains("Following:"), "{}", unfollowed.stdout);
+    // It was a maintenance like any other: in the history, completed.
+    let history = pgmaint(&socket, &["maintenance", "history", "orders-2", "--json"]).await.ok("history").json();
+    assert_eq!((history[0]["strategy"].as_str(), history[0]["reason"].as_str(), history[0]["state"].as_str()), (Some("unfollow"), Some("unfollow"), Some("completed")), "{history}");
+    let again = pgmaint(&socket, &["databases", "unfollow", "orders-2", "--confirm", "web"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("orders-2 is not a follower"), "{}", again.stderr);
     let new_url = engine.endpoint().client_conninfo("orders-2");
     let promoted_server = connect_conninfo(&new_url).await;
     assert_eq!(scalar(&promoted_server, "SELECT pg_is_in_recovery()").await, "f");

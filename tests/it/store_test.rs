@@ -82,11 +82,12 @@ async fn claims_are_exclusive_and_stale_tokens_are_fenced() {
     assert!(store.promote_instance(stale, db.id, spare.id, Some("standard-9")).await.is_err());
     assert!(store.set_instance_role(stale, current.id, InstanceRole::Retired).await.is_err());
     assert!(store.set_following(stale, db.id, leader.id).await.is_err());
+    assert!(store.fork_database(stale, db.id, "l").await.is_err());
     let instances = store.instances(db.id).await.unwrap();
     assert_eq!(instances.len(), 2, "the stale runner inserted a server");
     assert_eq!(store.current_instance(db.id).await.unwrap().id, current.id, "the stale runner moved the database");
     let after = store.database(db.id).await.unwrap();
-    assert_eq!((after.plan.as_str(), after.following_id), ("standard-0", None), "the stale runner changed the database");
+    assert_eq!((after.plan.as_str(), after.following_id, after.forked_from), ("standard-0", None, None), "the stale runner changed the database");
     // The current runner's writes go through.
     store.promote_instance(Writer::Runner(second), db.id, spare.id, None).await.unwrap();
     assert_eq!(store.current_instance(db.id).await.unwrap().id, spare.id);
