@@ -110,7 +110,7 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
         Strategy::Switchover => ("standard-0", Reason::OsPatch),
         Strategy::Failover => ("premium-0", Reason::Periodic),
         Strategy::Copy => anyhow::bail!("the copy strategy is measured by `pgmaint bench copy`"),
-        Strategy::Rolling => anyhow::bail!("adopted Patroni clusters are measured by `pgmaint bench switchover --provider patroni`"),
+        Strategy::Rolling | Strategy::RollingLeaderFirst => anyhow::bail!("adopted Patroni clusters are measured by `pgmaint bench switchover --provider patroni`"),
         Strategy::Unfollow => anyhow::bail!("an unfollow holds no write back: there is nothing to measure"),
     };
     let spec = |name: &str, follow: Option<&str>| DatabaseSpec {

@@ -1038,6 +1038,9 @@ mod tests {
             }),
             window: "Tuesdays 14:30 to 18:30 UTC".into(),
             labels: [("tier".to_string(), "gold".to_string())].into(),
+            leader: None,
+            timeline: None,
+            members: None,
         };
         assert_eq!(
             info_block(&info),

@@ -104,7 +104,7 @@ impl Engine {
     async fn scene(&self, run: &Run) -> EngineResult<Scene> {
         let missing = || EngineError::Invalid(format!("maintenance #{} has no candidate server recorded", run.maintenance.id));
         let servers = match run.runbook {
-            Runbook::PatroniRolling => Servers::Patroni(
+            Runbook::PatroniRolling | Runbook::PatroniLeaderFirst => Servers::Patroni(
                 self.patroni_api(&run.database).await?.ok_or_else(|| EngineError::Invalid(format!("{} is not an adopted Patroni cluster", run.database.name)))?,
             ),
             Runbook::Restart => {
@@ -160,6 +160,8 @@ impl Engine {
                 Ok(json!({}))
             }
             (Step::Checkpoint, Servers::Patroni(api)) => self.checkpoint_leader(run, api).await,
+            (Step::Restart, Servers::Patroni(api)) => self.restart_leader(api).await,
+            (Step::WaitReady, Servers::Patroni(api)) => Ok(json!({ "leader": self.writable_leader(api, |_| true).await?.name })),
             (Step::RollReplicas, Servers::Patroni(api)) => self.roll_replicas(run, api).await,
             (Step::ChooseCandidate, Servers::Patroni(api)) => self.choose_candidate(api).await,
             (Step::MarkWal, Servers::Patroni(api)) => self.mark_wal(run, api).await,

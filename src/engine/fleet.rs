@@ -196,7 +196,7 @@ impl Engine {
             if reason == Reason::PlanChange {
                 return Err(EngineError::Refused(format!("{} is an adopted Patroni cluster: its servers belong to Patroni, so pgmaint cannot move it to a new plan", database.name)));
             }
-            Strategy::Rolling
+            self.rolling_strategy(database, reason).await?
         } else {
             Strategy::choose(reason, plan.tier(), database.following_id.is_some())
         };

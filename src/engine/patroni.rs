@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::endpoint::AdminConsole;
-use crate::model::{Labels, Lsn, Plan, Reason};
+use crate::model::{Labels, Lsn, Plan, Reason, Strategy};
 use crate::pg::Server;
 use crate::provider::patroni::{location_of, ClusterState, Member, PatroniAccess, PatroniApi};
 use crate::provider::ProviderError;
@@ -34,6 +34,11 @@ const DEFAULT_ADOPTED_PLAN: &str = "standard-0";
 const PATRONI_DEFAULT_MAX_LAG: u64 = 1024 * 1024;
 /// How long a new leader may take to accept writes after a switchover.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Settings a hot standby may not run below its primary's: lowering one
+/// restarts the leader first (PostgreSQL's rule, Patroni's order).
+const LEADER_FIRST_SETTINGS: &[&str] = &["max_connections", "max_prepared_transactions", "max_locks_per_transaction", "max_worker_processes", "max_wal_senders"];
+/// How many restarts a member gets to apply its pending settings.
+const SETTINGS_RESTARTS: usize = 3;
 /// How often a member or the leader is polled while waited for.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -213,6 +218,15 @@ impl Engine {
     }
 }
 
+/// What "healthy again" asks of a member besides streaming within the lag.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wanted {
+    /// No restart pending (after `settings`).
+    no_pending_restart: bool,
+    /// At least this `server_version_num` (after `minor-upgrade`).
+    min_version: Option<u32>,
+}
+
 /// What the `choose_candidate` step decided.
 struct Handover {
     leader: String,
@@ -285,10 +299,20 @@ impl Engine {
         let mut detail = json!({ "member": name });
         match reason {
             Reason::Settings => {
-                if api.status(member).await?.pending_restart {
+                // A replica runs some values (max_connections...) no lower than
+                // its primary's as its WAL last recorded them: restarted before
+                // it replayed the leader's new value, it still waits for a
+                // restart. So: restart, wait until caught up, again if pending.
+                let mut restarts = 0;
+                while api.status(member).await?.pending_restart {
+                    if restarts == SETTINGS_RESTARTS {
+                        return Err(EngineError::Provider(ProviderError::Os(format!("member {name} still waits for a restart after {restarts} restarts"))));
+                    }
                     api.restart(member).await?;
-                    detail["restarted"] = json!(true);
+                    restarts += 1;
+                    self.wait_member_healthy(api, name, Wanted::default()).await?;
                 }
+                detail["restarts"] = json!(restarts);
             }
             _ => {
                 let command = settings.host_hook.as_deref().ok_or_else(|| {
@@ -313,15 +337,18 @@ impl Engine {
                 }
             }
         }
-        self.wait_member_healthy(api, name, reason, target_version).await?;
+        let wanted = Wanted {
+            no_pending_restart: reason == Reason::Settings,
+            min_version: if reason == Reason::MinorUpgrade { target_version } else { None },
+        };
+        self.wait_member_healthy(api, name, wanted).await?;
         detail["seconds"] = json!(started.elapsed().as_secs_f64());
         Ok(detail)
     }
 
     /// Waits until member `name` runs as a replica on the leader's timeline
-    /// within `[patroni] max_lag`, with no restart pending after `settings`
-    /// and at least `target_version` after `minor-upgrade`.
-    async fn wait_member_healthy(&self, api: &PatroniApi, name: &str, reason: Reason, target_version: Option<u32>) -> EngineResult<()> {
+    /// within `[patroni] max_lag`, and as `wanted` asks.
+    async fn wait_member_healthy(&self, api: &PatroniApi, name: &str, wanted: Wanted) -> EngineResult<()> {
         let settings = &self.patroni_access()?.settings;
         let deadline = Instant::now() + settings.member_timeout;
         loop {
@@ -337,8 +364,7 @@ impl Engine {
                                 && member.timeline == leader_timeline
                                 && member.lag_bytes().is_some_and(|lag| lag <= settings.max_lag)
                                 && status.as_ref().is_some_and(|s| {
-                                    (reason != Reason::Settings || !s.pending_restart)
-                                        && (reason != Reason::MinorUpgrade || s.server_version >= target_version)
+                                    !(wanted.no_pending_restart && s.pending_restart) && s.server_version >= wanted.min_version
                                 });
                             if healthy {
                                 return Ok(());
@@ -406,16 +432,63 @@ impl Engine {
         }
     }
 
-    /// `checkpoint` on the leader, so its shutdown checkpoint has little to write.
+    /// `checkpoint` on the leader (the one a handover starts from, when one
+    /// was chosen), so its shutdown checkpoint has little to write.
     pub(super) async fn checkpoint_leader(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
-        let handover = self.handover_of(run).await?;
-        match self.session_on_leader(api, &handover.leader).await? {
+        let leader = match self.recorded(run, Step::ChooseCandidate).await?.is_empty() {
+            true => api.cluster().await?.leader().map(|l| l.name.clone()).ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now".into()))?,
+            false => self.handover_of(run).await?.leader,
+        };
+        match self.session_on_leader(api, &leader).await? {
             Some(server) => {
                 server.checkpoint().await?;
-                Ok(json!({ "leader": handover.leader }))
+                Ok(json!({ "leader": leader }))
             }
-            None => Ok(json!({ "skipped": format!("{} no longer leads", handover.leader) })),
+            None => Ok(json!({ "skipped": format!("{leader} no longer leads") })),
         }
+    }
+
+    /// `restart` (leader first): Patroni restarts the leader's PostgreSQL in
+    /// place, if a restart is still pending there; it stays leader.
+    pub(super) async fn restart_leader(&self, api: &PatroniApi) -> EngineResult<Value> {
+        let cluster = api.cluster().await?;
+        let leader = cluster.leader().ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now".into()))?;
+        let pending = api.status(leader).await?.pending_restart;
+        if pending {
+            api.restart(leader).await?;
+        }
+        Ok(json!({ "leader": leader.name, "restarted": pending }))
+    }
+
+    /// The strategy for `reason` on an adopted cluster: leader first when
+    /// Patroni's configuration lowers a value a replica may not run below its
+    /// primary's (Patroni passes those on the server's command line, so only
+    /// its dynamic configuration knows the new value), else replicas first
+    /// and a switchover.
+    pub(super) async fn rolling_strategy(&self, database: &DatabaseRecord, reason: Reason) -> EngineResult<Strategy> {
+        let Some(api) = self.patroni_api(database).await?.filter(|_| reason == Reason::Settings) else { return Ok(Strategy::Rolling) };
+        let config = api.config().await?;
+        let wanted = config.pointer("/postgresql/parameters").cloned().unwrap_or_default();
+        let server = self.connect(&self.current_location(database.id).await?).await?;
+        let mut lowered = Vec::new();
+        for name in LEADER_FIRST_SETTINGS {
+            let new = match wanted.get(name) {
+                Some(Value::Number(n)) => n.as_i64(),
+                Some(Value::String(text)) => text.parse().ok(),
+                _ => None,
+            };
+            let running: Option<i64> = server.setting(name).await?.parse().ok();
+            if let (Some(new), Some(running)) = (new, running) {
+                if new < running {
+                    lowered.push(format!("{name} {running} -> {new}"));
+                }
+            }
+        }
+        if lowered.is_empty() {
+            return Ok(Strategy::Rolling);
+        }
+        tracing::info!(database = %database.name, settings = ?lowered, "lowered settings replicas may not run below the leader's: the leader goes first");
+        Ok(Strategy::RollingLeaderFirst)
     }
 
     /// `mark_wal`: with the endpoint paused no client transaction is in
@@ -447,7 +520,7 @@ impl Engine {
     }
 
     /// Waits until Patroni names a leader that `accept`s and it takes writes.
-    async fn writable_leader(&self, api: &PatroniApi, accept: impl Fn(&Member) -> bool) -> EngineResult<Member> {
+    pub(super) async fn writable_leader(&self, api: &PatroniApi, accept: impl Fn(&Member) -> bool) -> EngineResult<Member> {
         let deadline = Instant::now() + LEADER_TIMEOUT;
         loop {
             let seen = match api.cluster().await {

@@ -233,6 +233,9 @@ pub enum Runbook {
     /// An adopted Patroni cluster, member by member: replicas, then a Patroni
     /// switchover inside the endpoint's pause, then the old leader.
     PatroniRolling,
+    /// An adopted Patroni cluster whose pending settings must reach the leader
+    /// first: the leader restarted in place inside the pause, then the replicas.
+    PatroniLeaderFirst,
     /// `databases unfollow`: a follower becomes a writable database of its own, in place.
     Unfollow,
 }
@@ -325,6 +328,21 @@ const PATRONI_ROLLING: &[Declared] = &[
 /// database, untouched). Each step observes first: `promote` only a server
 /// still in recovery, `fork` only what the store still records as following,
 /// `drop_leader_slot` only a slot still on the leader.
+/// Lowering `max_connections` and its kin: a replica may not run a smaller
+/// value than its primary, so the leader restarts first (Patroni keeps it
+/// leader), with the endpoint paused around it; then each replica in turn.
+const PATRONI_LEADER_FIRST: &[Declared] = &[
+    always(BeforeHook, Retry),
+    always(Checkpoint, Retry),
+    always(Pause, FollowLeader),
+    always(Restart, FollowLeader),
+    always(WaitReady, FollowLeader),
+    always(Repoint, FollowLeader),
+    always(Resume, Retry),
+    always(RollReplicas, Retry),
+    always(AfterHook, Retry),
+];
+
 const UNFOLLOW: &[Declared] = &[
     always(BeforeHook, Retry),
     always(Promote, Retry),
@@ -335,7 +353,7 @@ const UNFOLLOW: &[Declared] = &[
 ];
 
 impl Runbook {
-    pub const ALL: [Runbook; 8] = [
+    pub const ALL: [Runbook; 9] = [
         Runbook::Restart,
         Runbook::Switchover,
         Runbook::Failover,
@@ -343,6 +361,7 @@ impl Runbook {
         Runbook::PlanChange,
         Runbook::EssentialCopy,
         Runbook::PatroniRolling,
+        Runbook::PatroniLeaderFirst,
         Runbook::Unfollow,
     ];
 
@@ -353,6 +372,7 @@ impl Runbook {
             Strategy::Restart => Runbook::Restart,
             Strategy::Copy => Runbook::EssentialCopy,
             Strategy::Rolling => Runbook::PatroniRolling,
+            Strategy::RollingLeaderFirst => Runbook::PatroniLeaderFirst,
             Strategy::Unfollow => Runbook::Unfollow,
             Strategy::Switchover | Strategy::Failover if is_follower => Runbook::FollowerMove,
             Strategy::Switchover | Strategy::Failover if plan_change => Runbook::PlanChange,
@@ -365,7 +385,7 @@ impl Runbook {
     /// when the run comes before the preparation finished).
     pub fn preparation(self) -> Option<Step> {
         match self {
-            Runbook::Restart | Runbook::PatroniRolling | Runbook::Unfollow => None,
+            Runbook::Restart | Runbook::PatroniRolling | Runbook::PatroniLeaderFirst | Runbook::Unfollow => None,
             Runbook::Failover => Some(CheckStandby),
             Runbook::Switchover | Runbook::FollowerMove | Runbook::PlanChange => Some(PrepareReplacement),
             Runbook::EssentialCopy => Some(PrepareTarget),
@@ -382,6 +402,7 @@ impl Runbook {
             Runbook::PlanChange => PLAN_CHANGE,
             Runbook::EssentialCopy => ESSENTIAL_COPY,
             Runbook::PatroniRolling => PATRONI_ROLLING,
+            Runbook::PatroniLeaderFirst => PATRONI_LEADER_FIRST,
             Runbook::Unfollow => UNFOLLOW,
         }
     }
@@ -391,7 +412,7 @@ impl Runbook {
     /// few milliseconds of records matter nothing, and a resumed runner must
     /// find the WAL position `mark_wal` recorded before the handover.
     pub fn batches_paused_records(self) -> bool {
-        self != Runbook::PatroniRolling
+        !matches!(self, Runbook::PatroniRolling | Runbook::PatroniLeaderFirst)
     }
 
     /// Every step of this runbook a runner can be stopped at: the preparation, then the run's.
@@ -408,6 +429,7 @@ impl Runbook {
             Runbook::PlanChange => "plan change",
             Runbook::EssentialCopy => "essential copy",
             Runbook::PatroniRolling => "patroni rolling",
+            Runbook::PatroniLeaderFirst => "patroni leader first",
             Runbook::Unfollow => "unfollow",
         }
     }

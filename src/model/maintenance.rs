@@ -83,6 +83,12 @@ pub enum Strategy {
     /// host hook run on it), then a Patroni switchover to one of them with
     /// the endpoint paused, then the old leader.
     Rolling,
+    /// An adopted Patroni cluster whose pending settings lower a value a
+    /// replica may not run below its primary's (`max_connections`...): the
+    /// leader is restarted first, in place, with the endpoint paused; then
+    /// each replica. No switchover.
+    #[serde(rename = "rolling-leader-first")]
+    RollingLeaderFirst,
     /// `databases unfollow`: a follower is promoted in place and becomes a
     /// database of its own, forked from its leader (never chosen by the table).
     Unfollow,
@@ -113,6 +119,7 @@ impl Strategy {
             Strategy::Failover => "failover",
             Strategy::Copy => "copy",
             Strategy::Rolling => "rolling",
+            Strategy::RollingLeaderFirst => "rolling-leader-first",
             Strategy::Unfollow => "unfollow",
         }
     }
@@ -125,6 +132,7 @@ impl FromStr for Strategy {
             "restart" => Ok(Strategy::Restart),
             "switchover" => Ok(Strategy::Switchover),
             "rolling" => Ok(Strategy::Rolling),
+            "rolling-leader-first" => Ok(Strategy::RollingLeaderFirst),
             "failover" => Ok(Strategy::Failover),
             "copy" => Ok(Strategy::Copy),
             "unfollow" => Ok(Strategy::Unfollow),

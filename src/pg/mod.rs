@@ -153,6 +153,16 @@ impl Server {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// A setting's running value, as `current_setting` gives it.
+    pub async fn setting(&self, name: &str) -> PgResult<String> {
+        let row = self
+            .client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .map_err(|source| PgError::Query { what: "current_setting", source })?;
+        Ok(row.get(0))
+    }
+
     /// Transactions (xids) assigned: compared between primary and follower it
     /// gives "Behind By: N commits".
     pub async fn xid_horizon(&self) -> PgResult<i64> {

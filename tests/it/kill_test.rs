@@ -265,6 +265,7 @@ fn every_runbook_has_a_drill() {
         Runbook::PlanChange,
         Runbook::EssentialCopy,
         Runbook::PatroniRolling,
+        Runbook::PatroniLeaderFirst,
         Runbook::Unfollow,
     ];
     for runbook in Runbook::ALL {

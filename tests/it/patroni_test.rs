@@ -245,14 +245,52 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
     lab.stop().await.unwrap();
 }
 
-/// The daemon is killed at every step boundary of the rolling runbook in
-/// turn, all within one maintenance: each fresh daemon resumes where the
+/// Kills a daemon at each step boundary of `runbook` in turn, all within
+/// the one maintenance open on `shop`: each fresh daemon resumes where the
 /// last one died (repeating the step it died in, which finds its work done)
-/// and dies at the next boundary, until the last one finishes. Writers run
-/// through the endpoint all along; no acknowledged write is lost, no client
-/// sees an error, and never are two members writable at once.
+/// and dies at the next boundary; the last one, without a failpoint,
+/// finishes it. Answers the number of boundaries.
+async fn kill_at_every_boundary(env: &TestEnv, config: &Path, data_dir: &Path, runbook: Runbook) -> usize {
+    let socket = data_dir.join("pgmaint.sock");
+    let boundaries = crate::kill_test::every_boundary(runbook);
+    for (at, failpoint) in boundaries.iter().enumerate() {
+        let _ = std::fs::remove_file(&socket);
+        let mut dying = DaemonProcess::start_with_failpoint(env, config, data_dir, Some(failpoint));
+        if at == 0 {
+            wait_for_socket(&socket, &dying).await;
+            let run = pgmaint(&socket, &["maintenance", "run", "shop", "--force"]).await;
+            assert_ne!(run.code, 0, "{failpoint}: the run survived its daemon: {run:?}");
+        }
+        // Later daemons resume the running maintenance by themselves.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = dying.try_status() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{failpoint}: the daemon never reached it; log:\n{}", dying.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(status.code(), Some(FAILPOINT_EXIT_CODE), "{failpoint}: the daemon did not stop there; log:\n{}", dying.log());
+    }
+    let _ = std::fs::remove_file(&socket);
+    let daemon = DaemonProcess::start(env, config, data_dir);
+    wait_for_socket(&socket, &daemon).await;
+    pgmaint(&socket, &["wait", "shop", "--timeout", "120s"]).await.ok("wait");
+    let past = history(pgmaint(&socket, &["maintenance", "history", "shop", "--json"]).await);
+    assert_eq!(past[0]["state"], "completed", "{past:#?}\n{}", daemon.log());
+    daemon.stop().await;
+    crate::kill_test::record_coverage(runbook, boundaries.len());
+    boundaries.len()
+}
+
+/// Both Patroni runbooks survive a kill at every step boundary, under
+/// writers through the endpoint: no acknowledged write is lost, no client
+/// sees an error, and never are two members writable at once. First an
+/// `os-patch` (replicas, then the handover, then the old leader), then
+/// settings that lower `max_connections` (the leader restarted first, in
+/// place: no handover).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rolling_survives_a_kill_at_every_step_boundary() {
+async fn patroni_runbooks_survive_a_kill_at_every_step_boundary() {
     let env = TestEnv::new("patroni-drill");
     let lab = env.patroni(3).await;
     let dir = env.dir.clone();
@@ -271,41 +309,9 @@ async fn rolling_survives_a_kill_at_every_step_boundary() {
     workload::prepare(&writers).await.unwrap();
     let watch = PrimaryWatch::start(lab.members().iter().map(|m| lab.conninfo(m, "postgres")).collect());
     let load = Workload::start(&writers, 4);
-    let boundaries = crate::kill_test::every_boundary(Runbook::PatroniRolling);
-    for (at, failpoint) in boundaries.iter().enumerate() {
-        let _ = std::fs::remove_file(&socket);
-        let mut dying = DaemonProcess::start_with_failpoint(&env, &config, &data_dir, Some(failpoint));
-        if at == 0 {
-            wait_for_socket(&socket, &dying).await;
-            let run = pgmaint(&socket, &["maintenance", "run", "shop", "--force"]).await;
-            assert_ne!(run.code, 0, "{failpoint}: the run survived its daemon: {run:?}");
-        }
-        // Later daemons resume the running maintenance by themselves.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = dying.try_status() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{failpoint}: the daemon never reached it; log:\n{}", dying.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(status.code(), Some(FAILPOINT_EXIT_CODE), "{failpoint}: the daemon did not stop there; log:\n{}", dying.log());
-    }
-    let _ = std::fs::remove_file(&socket);
-    let daemon = DaemonProcess::start(&env, &config, &data_dir);
-    wait_for_socket(&socket, &daemon).await;
-    pgmaint(&socket, &["wait", "shop", "--timeout", "120s"]).await.ok("wait");
-    let past = history(pgmaint(&socket, &["maintenance", "history", "shop", "--json"]).await);
-    assert_eq!(past[0]["state"], "completed", "{past:#?}\n{}", daemon.log());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = load.stop().await.unwrap();
-    let (most_writable, _) = watch.stop().await.unwrap();
-    assert!(most_writable <= 1, "{most_writable} writable members at once");
-    let new_leader = lab.leader_name().await.unwrap();
-    assert_ne!(new_leader, first_leader);
-    let lost = report.lost_on(&lab.conninfo(lab.member_named(&new_leader).unwrap(), "postgres")).await.unwrap();
-    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
-    assert_eq!(report.client_errors, 0, "client errors: {:?}", report.error_samples);
+    let mut kills = kill_at_every_boundary(&env, &config, &data_dir, Runbook::PatroniRolling).await;
+    let leader = lab.leader_name().await.unwrap();
+    assert_ne!(leader, first_leader);
     // Each replica patched once (a resumed run skips the members recorded
     // done); the old leader last, again only when the run died inside its step.
     let patched: Vec<String> = std::fs::read_to_string(dir.join("order.log")).unwrap().lines().map(str::to_string).collect();
@@ -313,13 +319,35 @@ async fn rolling_survives_a_kill_at_every_step_boundary() {
     assert_eq!(replicas.len(), 2, "{patched:?}");
     assert_ne!(replicas[0], replicas[1], "{patched:?}");
     assert!(patched[2..].iter().all(|m| *m == first_leader) && patched.len() <= 4, "{patched:?}");
-    crate::kill_test::record_coverage(Runbook::PatroniRolling, boundaries.len());
-    eprintln!(
-        "patroni rolling: {} kills survived, {} commits, longest commit gap {:?}",
-        boundaries.len(),
-        report.acknowledged.len(),
-        report.max_commit_gap
-    );
+
+    // Lowering max_connections: detected, and the leader goes first.
+    let daemon = DaemonProcess::start(&env, &config, &data_dir);
+    wait_for_socket(&socket, &daemon).await;
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/config", lab.rest_urls()[0]))
+        .json(&serde_json::json!({"postgresql": {"parameters": {"max_connections": 90}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
+    let detected = wait_for_maintenance(&socket, "detection of the lowered max_connections", |m| m["reason"] == "settings").await;
+    assert_eq!(detected["maintenance"]["strategy"], "rolling-leader-first", "{detected:#}");
     daemon.stop().await;
+    kills += kill_at_every_boundary(&env, &config, &data_dir, Runbook::PatroniLeaderFirst).await;
+    assert_eq!(lab.leader_name().await.unwrap(), leader, "leader first restarts the leader in place");
+    let members = lab.cluster().await.unwrap();
+    assert!(members.iter().all(|m| !m.pending_restart), "{members:?}");
+    let leader_conn = crate::harness::connect_conninfo(&lab.conninfo(lab.member_named(&leader).unwrap(), "postgres")).await;
+    let max_connections: String = leader_conn.query_one("SHOW max_connections", &[]).await.unwrap().get(0);
+    assert_eq!(max_connections, "90");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = load.stop().await.unwrap();
+    let (most_writable, _) = watch.stop().await.unwrap();
+    assert!(most_writable <= 1, "{most_writable} writable members at once");
+    let lost = report.lost_on(&lab.conninfo(lab.member_named(&leader).unwrap(), "postgres")).await.unwrap();
+    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    assert_eq!(report.client_errors, 0, "client errors: {:?}", report.error_samples);
+    eprintln!("patroni runbooks: {kills} kills survived, {} commits, longest commit gap {:?}", report.acknowledged.len(), report.max_commit_gap);
     lab.stop().await.unwrap();
 }
