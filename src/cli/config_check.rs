@@ -93,6 +93,11 @@ fn summary(config: &Config) -> Value {
         "before_maintenance": config.hooks.before_maintenance,
         "after_maintenance": config.hooks.after_maintenance,
         "hook_timeout": format_duration(config.hooks.hook_timeout),
+        "patroni_pg_user": config.patroni.as_ref().map(|p| p.pg_user.clone()),
+        "patroni_rest_user": config.patroni.as_ref().and_then(|p| p.rest_user.clone()),
+        "patroni_host_hook": config.patroni.as_ref().and_then(|p| p.host_hook.clone()),
+        "patroni_max_lag": config.patroni.as_ref().map(|p| p.max_lag),
+        "patroni_member_timeout": config.patroni.as_ref().map(|p| format_duration(p.member_timeout)),
     })
 }
 
@@ -156,6 +161,20 @@ fn summary_text(config: &Config) -> String {
                 format_duration(config.hooks.hook_timeout)
             ),
         ),
+        (
+            "patroni",
+            match &config.patroni {
+                Some(p) => format!(
+                    "as {}{}, host hook {}, max lag {} bytes, member timeout {}",
+                    p.pg_user,
+                    p.rest_user.as_ref().map(|user| format!(", REST as {user}")).unwrap_or_default(),
+                    p.host_hook.as_deref().unwrap_or("none"),
+                    p.max_lag,
+                    format_duration(p.member_timeout)
+                ),
+                None => "off (no [patroni]: adoption refused)".to_string(),
+            },
+        ),
     ];
     rows.iter().map(|(name, value)| format!("  {:<12} {value}\n", format!("{name}:"))).collect()
 }
@@ -167,6 +186,13 @@ fn warnings(path: &Path, config: &Config) -> Vec<String> {
     if let Some(token_file) = &config.api.token_file {
         if !token_file.exists() {
             warnings.push(format!("token_file {} does not exist on this host", token_file.display()));
+        }
+    }
+    if let Some(patroni) = &config.patroni {
+        for file in [&patroni.pg_password_file, &patroni.rest_password_file, &patroni.rest_ca_file].into_iter().flatten() {
+            if !file.exists() {
+                warnings.push(format!("[patroni] file {} does not exist on this host", file.display()));
+            }
         }
     }
     if let Some(group) = &config.api.socket_group {

@@ -533,7 +533,7 @@ fn adopt(args: AdoptArgs, client: &Client) -> Outcome {
         labels,
     };
     if !args.connection.json {
-        eprintln!("Adopting {} (Patroni at {})...", request.name, request.patroni.join(", "));
+        eprintln!("Adopting {} (Patroni REST API at {} URL{})...", request.name, request.patroni.len(), if request.patroni.len() == 1 { "" } else { "s" });
     }
     let info = call(client.adopt_database(&request))?;
     if args.connection.json {

@@ -127,6 +127,12 @@ impl Engine {
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(EngineError::Invalid(format!("--patroni {url:?}: expected http(s)://HOST:PORT")));
             }
+            // URLs land in the state store, logs and errors: no secret in them.
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(EngineError::Invalid(
+                    "--patroni: a URL with a user or password in it; give Patroni's REST login as [patroni] rest_user and rest_password_file".into(),
+                ));
+            }
         }
         let api = access.api(&request.patroni);
         let cluster = api.cluster().await?;

@@ -125,6 +125,8 @@ async fn adopted_cluster_detects_a_pending_restart_and_rolls_it_through_a_killed
     assert!(follow.code != 0 && follow.stderr.contains("adopted Patroni cluster"), "{follow:?}");
     let again = pgmaint(&socket, &["databases", "adopt", "shop2", "--patroni", &lab.rest_urls()[1], "--dbname", "postgres"]).await;
     assert!(again.code != 0 && again.stderr.contains("already adopted as shop"), "{again:?}");
+    let with_secret = pgmaint(&socket, &["databases", "adopt", "shop3", "--patroni", "http://admin:s3cret@127.0.0.1:1", "--dbname", "postgres"]).await;
+    assert!(with_secret.code == 2 && with_secret.stderr.contains("rest_user") && !with_secret.stderr.contains("s3cret"), "{with_secret:?}");
 
     // A setting that waits for a restart: Patroni reports it, pgmaint requires `settings`.
     let http = reqwest::Client::new();
