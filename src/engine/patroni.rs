@@ -39,7 +39,9 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
 const LEADER_FIRST_SETTINGS: &[&str] = &["max_connections", "max_prepared_transactions", "max_locks_per_transaction", "max_worker_processes", "max_wal_senders"];
 /// How many restarts a member gets to apply its pending settings.
 const SETTINGS_RESTARTS: usize = 3;
-/// How often a member or the leader is polled while waited for.
+/// How often the new leader is polled while clients wait in the pause.
+const LEADER_POLL: Duration = Duration::from_millis(10);
+/// How often a member is polled while waited for (outside the pause).
 const POLL: Duration = Duration::from_millis(250);
 
 /// What `databases adopt` asks for.
@@ -514,15 +516,30 @@ impl Engine {
     pub(super) async fn handover(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
         let handover = self.handover_of(run).await?;
         let cluster = api.cluster().await?;
-        let asked = match cluster.leader() {
-            Some(leader) if leader.name == handover.leader => {
-                api.switchover(leader, &handover.candidate).await?;
-                true
-            }
-            _ => false,
+        let moved = |leader: &Member| leader.name != handover.leader;
+        let Some(leader) = cluster.leader().filter(|leader| !moved(leader)).cloned() else {
+            // Already handed over (by an earlier runner, or by Patroni itself).
+            let leader = self.writable_leader(api, moved).await?;
+            return Ok(json!({ "asked": false, "leader": leader.name }));
         };
-        let leader = self.writable_leader(api, |leader| leader.name != handover.leader).await?;
-        Ok(json!({ "asked": asked, "leader": leader.name }))
+        // Patroni answers `POST /switchover` on its own whole-second polls,
+        // about a second after the candidate took over: clients in the pause
+        // wait for the new leader taking writes, not for that answer. A
+        // refusal (HTTP 412, 503...) still ends the wait at once.
+        let asking = {
+            let (api, candidate) = (api.clone(), handover.candidate.clone());
+            tokio::spawn(async move { api.switchover(&leader, &candidate).await })
+        };
+        let waiting = self.writable_leader(api, moved);
+        tokio::pin!(waiting);
+        let leader = tokio::select! {
+            leader = &mut waiting => leader?,
+            answer = asking => {
+                answer.map_err(|e| EngineError::Provider(ProviderError::Os(format!("the switchover request was lost: {e}"))))??;
+                waiting.await?
+            }
+        };
+        Ok(json!({ "asked": true, "leader": leader.name }))
     }
 
     /// Waits until Patroni names a leader that `accept`s and it takes writes.
@@ -546,7 +563,7 @@ impl Engine {
             if Instant::now() >= deadline {
                 return Err(EngineError::Provider(ProviderError::Os(format!("no writable leader after {}s: {seen}", LEADER_TIMEOUT.as_secs()))));
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(LEADER_POLL).await;
         }
     }
 
@@ -559,25 +576,47 @@ impl Engine {
         // The old leader's timeline, as choose_candidate saw it: the switch out of it is the one to check.
         let chosen = self.recorded(run, Step::ChooseCandidate).await?.pop().unwrap_or_default();
         let old_timeline = chosen.get("timeline").and_then(Value::as_u64).ok_or_else(|| EngineError::Invalid("choose_candidate recorded no timeline".into()))? as u32;
-        // Patroni writes the history to its store a loop after the promotion: wait for it.
-        let deadline = Instant::now() + LEADER_TIMEOUT;
-        let switch = loop {
-            if let Some(switch) = api.history().await?.into_iter().find(|row| row.timeline == old_timeline) {
-                break switch;
-            }
-            if Instant::now() >= deadline {
-                return Err(EngineError::Provider(ProviderError::Os(format!("Patroni's /history never showed the switch out of timeline {old_timeline}"))));
-            }
-            tokio::time::sleep(POLL).await;
+        let (switch_point, source) = match self.switch_from_leader(api, old_timeline).await {
+            Some(point) => (point, "the new leader's timeline history"),
+            None => (self.switch_from_patroni(api, old_timeline).await?, "Patroni's /history"),
         };
         let timeline = old_timeline + 1;
-        if switch.switch_point < mark {
+        if switch_point < mark {
             return Err(EngineError::Provider(ProviderError::Os(format!(
-                "timeline {timeline} starts at {}, before {mark} where the old leader stood when the endpoint paused: acknowledged commits may be missing",
-                switch.switch_point
+                "timeline {timeline} starts at {switch_point}, before {mark} where the old leader stood when the endpoint paused: acknowledged commits may be missing"
             ))));
         }
-        Ok(json!({ "marked": mark.to_string(), "switch_point": switch.switch_point.to_string(), "timeline": timeline }))
+        Ok(json!({ "marked": mark.to_string(), "switch_point": switch_point.to_string(), "timeline": timeline, "from": source }))
+    }
+
+    /// The switch out of `timeline` as the new leader's own history file has
+    /// it: there the moment it was promoted (`None` if pgmaint's role may not
+    /// read it, or it is not there).
+    async fn switch_from_leader(&self, api: &PatroniApi, timeline: u32) -> Option<Lsn> {
+        let cluster = api.cluster().await.ok()?;
+        let server = self.connect(&location_of(cluster.leader()?)).await.ok()?;
+        match server.switch_out_of(timeline).await {
+            Ok(point) => point,
+            Err(error) => {
+                tracing::debug!(%error, "the new leader's timeline history is not readable: asking Patroni's /history");
+                None
+            }
+        }
+    }
+
+    /// The same from Patroni's `/history`, which the leader publishes a
+    /// loop (`loop_wait`) after its promotion: waited for.
+    async fn switch_from_patroni(&self, api: &PatroniApi, timeline: u32) -> EngineResult<Lsn> {
+        let deadline = Instant::now() + LEADER_TIMEOUT;
+        loop {
+            if let Some(switch) = api.history().await?.into_iter().find(|row| row.timeline == timeline) {
+                return Ok(switch.switch_point);
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Provider(ProviderError::Os(format!("Patroni's /history never showed the switch out of timeline {timeline}"))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// `repoint`, and the recovery of every paused step: whoever Patroni
@@ -593,8 +632,11 @@ impl Engine {
     }
 
     /// `roll_old_leader`: the old leader, a replica now, done last.
+    /// Patroni may still be demoting it (the handover goes on as soon as the
+    /// new leader takes writes): it is first waited back as a healthy replica.
     pub(super) async fn roll_old_leader(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
         let handover = self.handover_of(run).await?;
+        self.wait_member_healthy(api, &handover.leader, Wanted::default()).await?;
         let cluster = api.cluster().await?;
         let target = self.newest_version(api, &cluster).await;
         self.roll_member(run, api, &handover.leader, target).await

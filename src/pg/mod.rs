@@ -153,6 +153,27 @@ impl Server {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Where timeline `timeline` ended, from the timeline history file of the
+    /// next one (`pg_wal/XXXXXXXX.history`, which promotion writes before the
+    /// server takes writes). Needs the right to read server files
+    /// (superuser or `pg_read_server_files`); `None` when there is no such
+    /// file or line.
+    pub async fn switch_out_of(&self, timeline: u32) -> PgResult<Option<Lsn>> {
+        let file = format!("pg_wal/{:08X}.history", timeline + 1);
+        let text: Option<String> = self
+            .client
+            .query_one("SELECT pg_read_file($1, 0, 1000000, true)", &[&file])
+            .await
+            .map_err(|source| PgError::Query { what: "timeline history", source })?
+            .get(0);
+        let wanted = timeline.to_string();
+        let point = text.as_deref().unwrap_or("").lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some(wanted.as_str())).then(|| fields.next()).flatten()
+        });
+        point.map(|lsn| lsn.parse().map_err(|e| PgError::Unexpected(format!("{file}: {e}")))).transpose()
+    }
+
     /// A setting's running value, as `current_setting` gives it.
     pub async fn setting(&self, name: &str) -> PgResult<String> {
         let row = self
