@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::provider::local::{find_bindir, ServerUser};
+use crate::provider::patroni::Member;
 use crate::provider::ProviderError;
 
 /// How long [`PatroniLab::start`] waits for a leader and streaming replicas.
@@ -182,43 +183,9 @@ pub struct LabMember {
     pub pidfile: PathBuf,
 }
 
-/// One member as `GET /cluster` reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClusterMember {
-    pub name: String,
-    /// `leader`, `replica`, `sync_standby`, `standby_leader`.
-    pub role: String,
-    /// `running`, `starting`, `stopped`, ...
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub api_url: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub timeline: Option<u64>,
-    /// Bytes behind the leader: a number, or `"unknown"`; absent for the leader.
-    #[serde(default)]
-    pub lag: Option<serde_json::Value>,
-    #[serde(default)]
-    pub pending_restart: bool,
-}
-
-impl ClusterMember {
-    pub fn is_leader(&self) -> bool {
-        self.role == "leader"
-    }
-    /// The lag in bytes when Patroni knows it.
-    pub fn lag_bytes(&self) -> Option<u64> {
-        self.lag.as_ref().and_then(serde_json::Value::as_u64)
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct ClusterDoc {
-    members: Vec<ClusterMember>,
+    members: Vec<Member>,
 }
 
 /// The part of a member's `GET /patroni` the readiness check reads.
@@ -422,7 +389,7 @@ impl PatroniLab {
     }
 
     /// `GET /cluster` from the first member that answers.
-    pub async fn cluster(&self) -> Result<Vec<ClusterMember>, LabError> {
+    pub async fn cluster(&self) -> Result<Vec<Member>, LabError> {
         let mut last = None;
         for url in self.rest_urls() {
             match self.get_json::<ClusterDoc>(&format!("{url}/cluster")).await {
@@ -438,7 +405,7 @@ impl PatroniLab {
         let members = self.cluster().await?;
         members
             .into_iter()
-            .find(ClusterMember::is_leader)
+            .find(Member::is_leader)
             .map(|m| m.name)
             .ok_or_else(|| LabError::Rest { url: self.members[0].rest_url.clone(), detail: "no leader in /cluster".into() })
     }
@@ -551,7 +518,7 @@ impl PatroniLab {
     /// `None` when ready, else what is still awaited.
     async fn readiness(&self) -> Result<Option<String>, LabError> {
         let cluster = self.cluster().await?;
-        let leaders: Vec<&ClusterMember> = cluster.iter().filter(|m| m.is_leader()).collect();
+        let leaders: Vec<&Member> = cluster.iter().filter(|m| m.is_leader()).collect();
         let [leader] = leaders.as_slice() else {
             return Ok(Some(format!("{} leaders in /cluster", leaders.len())));
         };

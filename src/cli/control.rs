@@ -17,7 +17,7 @@ use pgmaint::api::{
     ReleaseOutcome, ReleaseSummary, RequireMaintenance, RotateCredentials, RunReportBody, SetConfig, SetLabels,
 };
 use pgmaint::engine::parse_version;
-use pgmaint::model::{check_label_key, describe_labels, human_size, parse_labels, reference_time, Plan, Reason, NO_MAINTENANCE};
+use pgmaint::model::{check_label_key, describe_labels, human_size, parse_labels, reference_time, Labels, Plan, Reason, NO_MAINTENANCE};
 use pgmaint::schedule::{self, Window};
 
 use super::{Failure, Outcome};
@@ -240,6 +240,15 @@ pub struct CreateArgs {
     /// Create a streaming follower of this database.
     #[arg(long, value_name = "DB")]
     pub follow: Option<String>,
+    #[command(flatten)]
+    pub record: RecordArgs,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// What `databases create` and `databases adopt` record of a new database.
+#[derive(Args, Debug)]
+pub struct RecordArgs {
     /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default: the daemon's
     /// `[maintenance] default_window`, "Sunday 02:00 UTC" unless configured).
     #[arg(long)]
@@ -250,8 +259,16 @@ pub struct CreateArgs {
     /// A label a rollout can select by (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    #[command(flatten)]
-    pub connection: Connection,
+}
+
+impl RecordArgs {
+    /// The window (checked) and the labels, parsed.
+    fn checked(&self) -> Result<Labels, Failure> {
+        if let Some(window) = &self.window {
+            window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
+        }
+        parse_labels(&self.labels).map_err(Failure::usage)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -266,15 +283,8 @@ pub struct AdoptArgs {
     /// `<tier>-<size>`, as recorded (default standard-0); an adopted cluster never changes plan.
     #[arg(long)]
     pub plan: Option<String>,
-    /// The weekly maintenance window: "Sunday 14:30 [ZONE]" (default: the daemon's default_window).
-    #[arg(long)]
-    pub window: Option<String>,
-    /// An owner told before and after each maintenance (repeatable).
-    #[arg(long = "owner", value_name = "EMAIL")]
-    pub owners: Vec<String>,
-    /// A label a rollout can select by (repeatable).
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub record: RecordArgs,
     #[command(flatten)]
     pub connection: Connection,
 }
@@ -499,11 +509,9 @@ pub(super) fn print_json(value: &impl serde::Serialize) -> Outcome {
 
 fn create(args: CreateArgs, client: &Client) -> Outcome {
     args.plan.parse::<Plan>().map_err(Failure::usage)?;
-    if let Some(window) = &args.window {
-        window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
-    }
-    let labels = parse_labels(&args.labels).map_err(Failure::usage)?;
-    let request = CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.window, owners: args.owners, labels };
+    let labels = args.record.checked()?;
+    let request =
+        CreateDatabase { name: args.name, plan: args.plan, follow: args.follow, window: args.record.window, owners: args.record.owners, labels };
     if !args.connection.json {
         eprintln!("Creating {} ({})...", request.name, request.plan);
     }
@@ -519,17 +527,14 @@ fn adopt(args: AdoptArgs, client: &Client) -> Outcome {
     if let Some(plan) = &args.plan {
         plan.parse::<Plan>().map_err(Failure::usage)?;
     }
-    if let Some(window) = &args.window {
-        window.parse::<Window>().map_err(|e| Failure::usage(format!("window {window:?}: {e}")))?;
-    }
-    let labels = parse_labels(&args.labels).map_err(Failure::usage)?;
+    let labels = args.record.checked()?;
     let request = AdoptDatabase {
         name: args.name,
         patroni: args.patroni.into_iter().map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect(),
         dbname: args.dbname,
         plan: args.plan,
-        window: args.window,
-        owners: args.owners,
+        window: args.record.window,
+        owners: args.record.owners,
         labels,
     };
     if !args.connection.json {

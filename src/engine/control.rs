@@ -18,6 +18,7 @@ use crate::schedule::{self, Blackout, Window};
 use crate::store::{AppHooks, AppRecord, DatabaseRecord, InstanceRole, MaintenanceRecord, MaintenanceState};
 
 use super::fleet::DatabaseSpec;
+use super::runbook::Runbook;
 use super::releases::ReleaseOutcome;
 use super::run::RunReport;
 use super::{Engine, EngineError, EngineResult};
@@ -523,7 +524,11 @@ impl Engine {
             return Ok(true);
         }
         let due = open.scheduled_for.is_some_and(|at| at <= now);
-        let prepared_ahead = open.strategy != Strategy::Restart.as_str();
+        // Pending counts as busy where a preparation runs ahead of the window.
+        let prepared_ahead = open
+            .strategy
+            .parse::<Strategy>()
+            .is_ok_and(|strategy| Runbook::choose(strategy, database.following_id.is_some(), open.target_plan.is_some()).preparation().is_some());
         Ok(match open.state {
             MaintenanceState::Preparing | MaintenanceState::Running => true,
             MaintenanceState::Pending => prepared_ahead || due,

@@ -636,9 +636,16 @@ impl Engine {
     /// new leader takes writes): it is first waited back as a healthy replica.
     pub(super) async fn roll_old_leader(&self, run: &Run, api: &PatroniApi) -> EngineResult<Value> {
         let handover = self.handover_of(run).await?;
-        self.wait_member_healthy(api, &handover.leader, Wanted::default()).await?;
-        let cluster = api.cluster().await?;
-        let target = self.newest_version(api, &cluster).await;
-        self.roll_member(run, api, &handover.leader, target).await
+        let rolled = async {
+            self.wait_member_healthy(api, &handover.leader, Wanted::default()).await?;
+            let cluster = api.cluster().await?;
+            let target = self.newest_version(api, &cluster).await;
+            self.roll_member(run, api, &handover.leader, target).await
+        };
+        // A failure here comes after the switchover: say where the cluster stands.
+        rolled.await.map_err(|error| match error {
+            EngineError::Hook(message) => EngineError::Hook(format!("the cluster runs on its new leader {}; then on the old leader: {message}", handover.candidate)),
+            other => EngineError::Provider(ProviderError::Os(format!("the cluster runs on its new leader {}; then on the old leader {}: {other}", handover.candidate, handover.leader))),
+        })
     }
 }

@@ -106,29 +106,36 @@ const DATABASE_COLUMNS: &str = "d.id, d.name, d.plan, d.following_id, d.forked_f
      d.created_at, d.last_maintained_at, d.labels, w.spec AS window_spec, w.length_secs AS window_length_secs \
      FROM databases d LEFT JOIN windows w ON w.database_id = d.id";
 
+/// Inserts a database in `status` and its window within `tx`; the name must be free.
+pub(super) async fn insert_database_row(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, new: &NewDatabase<'_>, status: &str) -> StoreResult<i64> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO databases (name, plan, following_id, owners, dbname, labels, status) VALUES ($1, $2, $3, $4, COALESCE($5, $1), $6, $7) \
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(new.name)
+    .bind(new.plan)
+    .bind(new.following_id)
+    .bind(new.owners)
+    .bind(new.dbname)
+    .bind(sqlx::types::Json(new.labels))
+    .bind(status)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let id = id.ok_or_else(|| StoreError::Conflict(format!("database {} already exists", new.name)))?;
+    sqlx::query("INSERT INTO windows (database_id, spec, length_secs) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(new.window_spec)
+        .bind(new.window_length_secs)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
 impl Store {
     /// Records a new database and its window; the name must be free.
     pub async fn insert_database(&self, new: &NewDatabase<'_>) -> StoreResult<DatabaseRecord> {
         let mut tx = self.pool().begin().await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO databases (name, plan, following_id, owners, dbname, labels) VALUES ($1, $2, $3, $4, COALESCE($5, $1), $6) \
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(new.name)
-        .bind(new.plan)
-        .bind(new.following_id)
-        .bind(new.owners)
-        .bind(new.dbname)
-        .bind(sqlx::types::Json(new.labels))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = id.ok_or_else(|| StoreError::Conflict(format!("database {} already exists", new.name)))?;
-        sqlx::query("INSERT INTO windows (database_id, spec, length_secs) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(new.window_spec)
-            .bind(new.window_length_secs)
-            .execute(&mut *tx)
-            .await?;
+        let id = insert_database_row(&mut tx, new, "creating").await?;
         tx.commit().await?;
         self.database(id).await
     }

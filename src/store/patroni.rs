@@ -2,7 +2,7 @@
 //! system identifier, the REST URLs pgmaint asks), adopted in one
 //! transaction with the database's record and its leader as current server.
 
-use super::fleet::NewDatabase;
+use super::fleet::{insert_database_row, NewDatabase};
 use super::{DatabaseRecord, Store, StoreError, StoreResult, Writer};
 
 /// A Patroni cluster pgmaint maintains.
@@ -29,24 +29,7 @@ impl Store {
         if let Some(name) = taken {
             return Err(StoreError::Conflict(format!("this Patroni cluster (system identifier {}) is already adopted as {name}", cluster.system_identifier)));
         }
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO databases (name, plan, owners, dbname, labels, status) VALUES ($1, $2, $3, $4, $5, 'available') \
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(new.name)
-        .bind(new.plan)
-        .bind(new.owners)
-        .bind(new.dbname.unwrap_or(new.name))
-        .bind(sqlx::types::Json(new.labels))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id = id.ok_or_else(|| StoreError::Conflict(format!("database {} already exists", new.name)))?;
-        sqlx::query("INSERT INTO windows (database_id, spec, length_secs) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(new.window_spec)
-            .bind(new.window_length_secs)
-            .execute(&mut *tx)
-            .await?;
+        let id = insert_database_row(&mut tx, new, "available").await?;
         sqlx::query("INSERT INTO instances (database_id, role, location) VALUES ($1, 'current', $2)")
             .bind(id)
             .bind(leader_location)

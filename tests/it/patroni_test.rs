@@ -146,15 +146,7 @@ async fn adopted_cluster_detects_a_pending_restart_and_rolls_it_through_a_killed
     wait_for_socket(&socket, &dying).await;
     let run = pgmaint(&socket, &["maintenance", "run", "shop", "--force"]).await;
     assert_ne!(run.code, 0, "the run survived its daemon: {run:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = dying.try_status() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not exit at its failpoint");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(status.code(), Some(FAILPOINT_EXIT_CODE), "{}", dying.log());
+    died_at(&mut dying, "handover:after").await;
     drop(dying);
     std::fs::remove_file(&socket).expect("the dead daemon's socket");
     // A fresh daemon resumes the maintenance where it stood, and finishes it.
@@ -201,6 +193,10 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
     let first_leader = lab.leader_name().await.unwrap();
     let mut replicas: Vec<String> = lab.members().iter().map(|m| m.name.clone()).filter(|name| *name != first_leader).collect();
     replicas.sort();
+    // An app attached to the adopted database: its URL carries no login (clients bring their own).
+    let env_file = dir.join("web.env");
+    pgmaint(&socket, &["apps", "create", "web", "--attach", "shop", "--env-file", env_file.to_str().unwrap()]).await.ok("apps create");
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), format!("DATABASE_URL=postgresql://{}/shop\n", env.endpoint));
 
     // 8 writers through the endpoint, as the cluster's own role, while every member is patched.
     let writers = shopper(&env, SHOPPER_PASSWORD);
@@ -208,6 +204,8 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
     let load = Workload::start(&writers, 8);
     tokio::time::sleep(Duration::from_secs(1)).await;
     pgmaint(&socket, &["maintenance", "require", "shop", "--reason", "os-patch", "--required-by", &in_three_days()]).await.ok("require");
+    // Nothing is prepared ahead for a Patroni cluster: a pending maintenance is not busy.
+    pgmaint(&socket, &["wait", "shop", "--timeout", "5s"]).await.ok("wait on a pending rolling maintenance");
     let ran = pgmaint(&socket, &["maintenance", "run", "shop", "--force"]).await.ok("run");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = load.stop().await.unwrap();
@@ -220,6 +218,8 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
     let members: Vec<&str> = order.iter().map(|line| line.split(' ').nth(1).unwrap()).collect();
     assert_eq!(members, [replicas[0].as_str(), replicas[1].as_str(), first_leader.as_str()], "replicas first, the old leader last: {order:?}");
     assert!(order.iter().all(|line| line.starts_with("shop ") && line.contains(" replica os-patch 127.0.0.1:")), "{order:?}");
+    let releases = pgmaint(&socket, &["releases", "web", "--json"]).await.ok("releases").json();
+    assert_eq!(releases[0]["change"], "Switchover shop", "{releases:#}");
     eprintln!("os-patch under 8 writers: longest commit gap {:?}, {} commits; {}", report.max_commit_gap, report.acknowledged.len(), ran.stdout.trim());
 
     // A hook failing on a replica stops the maintenance before the switchover.
@@ -247,6 +247,19 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
     lab.stop().await.unwrap();
 }
 
+/// Waits until `daemon` exits at its failpoint (and fails the test if it does not).
+async fn died_at(daemon: &mut DaemonProcess, failpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = daemon.try_status() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{failpoint}: the daemon never reached it; log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(FAILPOINT_EXIT_CODE), "{failpoint}: the daemon did not stop there; log:\n{}", daemon.log());
+}
+
 /// Kills a daemon at each step boundary of `runbook` in turn, all within
 /// the one maintenance open on `shop`: each fresh daemon resumes where the
 /// last one died (repeating the step it died in, which finds its work done)
@@ -264,15 +277,7 @@ async fn kill_at_every_boundary(env: &TestEnv, config: &Path, data_dir: &Path, r
             assert_ne!(run.code, 0, "{failpoint}: the run survived its daemon: {run:?}");
         }
         // Later daemons resume the running maintenance by themselves.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = dying.try_status() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{failpoint}: the daemon never reached it; log:\n{}", dying.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(status.code(), Some(FAILPOINT_EXIT_CODE), "{failpoint}: the daemon did not stop there; log:\n{}", dying.log());
+        died_at(&mut dying, failpoint).await;
     }
     let _ = std::fs::remove_file(&socket);
     let daemon = DaemonProcess::start(env, config, data_dir);
