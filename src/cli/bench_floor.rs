@@ -61,9 +61,10 @@ impl HandSwitch {
         admin.pause(&self.database, Duration::from_secs(5)).await?;
         let paused = Instant::now();
         local.stop(&self.primary, StopMode::Fast).await?;
-        let fence = local.final_wal(&self.primary).await?;
-        anyhow::ensure!(fence.clean, "the primary did not stop cleanly ({})", fence.state);
-        poll("the shutdown checkpoint to arrive", POLL, async || Ok(self.candidate_session.received_lsn().await?.is_some_and(|lsn| lsn > fence.position))).await?;
+        let fence = local.cluster(&self.primary).control_data().await?;
+        anyhow::ensure!(fence.is_clean_primary_shutdown(), "the primary did not stop cleanly ({})", fence.state);
+        let checkpoint = fence.latest_checkpoint;
+        poll("the shutdown checkpoint to arrive", POLL, async || Ok(self.candidate_session.received_lsn().await?.is_some_and(|lsn| lsn > checkpoint))).await?;
         self.candidate_session.promote(LIMIT).await?;
         admin.repoint(&Route::to(&self.database, &local.address(&self.candidate), &self.dbname)).await?;
         admin.resume(&self.database).await?;

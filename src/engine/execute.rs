@@ -13,13 +13,14 @@ use serde_json::{json, Value};
 use crate::endpoint::{AdminConsole, Route};
 use crate::pg::Server;
 use crate::provider::patroni::PatroniApi;
-use crate::provider::{FinalWal, StartWait, StopMode};
+use crate::provider::{StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::fleet::plan_of;
 use super::hooks::HookPoint;
 use super::run::{PausedRecords, Run};
 use super::runbook::{Declared, Recovery, Runbook, Step, When};
+use super::switch::Fencing;
 use super::{Engine, EngineError, EngineResult, PAUSE_TIMEOUT};
 
 /// What the steps of one run share: the endpoint's admin console, when this
@@ -28,8 +29,8 @@ pub(super) struct Scene {
     pub admin: AdminConsole,
     /// When this runner's PAUSE took effect (not set if an earlier runner paused).
     pub paused_at: Option<Instant>,
-    /// The old primary's fencing evidence, as this runner's `fence` read it.
-    pub final_wal: Option<FinalWal>,
+    /// How far this runner got, inside its pause, towards a safe promotion.
+    pub fencing: Fencing,
     pub servers: Servers,
 }
 
@@ -50,6 +51,9 @@ pub(super) enum Servers {
 /// The servers a switch moves between.
 pub(super) struct Switch {
     pub old: String,
+    /// A connection to the old primary opened before the pause, if it
+    /// answered (it does not when an earlier runner fenced it and died).
+    pub old_server: Option<Server>,
     pub candidate: InstanceRecord,
     /// A connection to the candidate opened before the pause, kept throughout.
     pub candidate_server: Server,
@@ -121,15 +125,21 @@ impl Engine {
             Runbook::Switchover | Runbook::Failover | Runbook::FollowerMove | Runbook::PlanChange => {
                 let candidate = self.store.instance(run.maintenance.candidate_id.ok_or_else(missing)?).await?;
                 let old = self.store.instance(run.maintenance.old_instance_id.ok_or_else(missing)?).await?.location;
+                // Only a switch that promotes reads the old primary's WAL.
+                let old_server = match run.runbook.steps().iter().any(|declared| declared.step == Step::ConfirmWal) {
+                    true => self.connect(&old).await.ok(),
+                    false => None,
+                };
                 Servers::Switch(Switch {
                     route: self.route_to(&run.database, &candidate.location),
                     candidate_server: self.connect(&candidate.location).await?,
+                    old_server,
                     old,
                     candidate,
                 })
             }
         };
-        Ok(Scene { admin: self.endpoint.admin().await?, paused_at: None, final_wal: None, servers })
+        Ok(Scene { admin: self.endpoint.admin().await?, paused_at: None, fencing: Fencing::Unconfirmed, servers })
     }
 
     async fn applies(&self, when: When, run: &Run) -> EngineResult<bool> {
@@ -154,8 +164,11 @@ impl Engine {
                 Ok(json!({}))
             }
             (Step::Checkpoint, Servers::Switch(switch)) => {
-                if self.provider.is_running(&switch.old).await? && switch.candidate_server.is_in_recovery().await? {
-                    self.connect(&switch.old).await?.checkpoint().await?;
+                // Not when the old primary is down (an earlier runner fenced it): `confirm_wal` starts it again.
+                if let Some(old) = &switch.old_server {
+                    if switch.candidate_server.is_in_recovery().await? {
+                        old.checkpoint().await?;
+                    }
                 }
                 Ok(json!({}))
             }
@@ -179,14 +192,9 @@ impl Engine {
                 Ok(json!({}))
             }
             (Step::WaitReady, Servers::InPlace { location, is_follower }) => self.wait_ready(location, *is_follower).await,
-            (Step::Fence, Servers::Switch(switch)) => {
-                let last = self.fence(switch).await?;
-                let detail = json!({ "state": last.state, "shutdown_checkpoint": last.position.to_string() });
-                scene.final_wal = Some(last);
-                Ok(detail)
-            }
-            (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch, scene.final_wal.take()).await,
-            (Step::Promote, Servers::Switch(switch)) => self.promote_candidate(switch).await,
+            (Step::ConfirmWal, Servers::Switch(switch)) => self.confirm_wal(switch, &mut scene.fencing).await,
+            (Step::Fence, Servers::Switch(switch)) => self.fence(switch, &mut scene.fencing).await,
+            (Step::Promote, Servers::Switch(switch)) => self.promote_candidate(switch, &mut scene.fencing).await,
             (Step::Promote, Servers::Unfollow { location, .. }) => self.promote_follower(location).await,
             (Step::Fork, Servers::Unfollow { leader, .. }) => self.fork_from_leader(run, leader).await,
             (Step::DropLeaderSlot, Servers::Unfollow { leader, .. }) => self.drop_leader_slot(run, leader).await,

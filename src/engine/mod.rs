@@ -55,7 +55,7 @@ use crate::store::{Store, StoreError};
 
 /// How long a PAUSE may wait for running transactions before the switch is called off.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a candidate may take to show it has the old primary's shutdown checkpoint.
+/// How long a candidate may take to show it has the old primary's WAL, read inside the pause.
 const WAL_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a runner's claim on a maintenance lasts between renewals (the default).
 const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30);

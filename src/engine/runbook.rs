@@ -29,7 +29,8 @@ pub enum Step {
     PrepareTarget,
     /// Restart the HA standby first: clients never see it.
     RestartStandby,
-    /// CHECKPOINT the primary so the shutdown checkpoint has little to write.
+    /// CHECKPOINT the primary so a shutdown checkpoint (a restart) or a crash
+    /// recovery (a fenced primary started again) has little to do.
     Checkpoint,
     /// The database refuses writes while its data is copied.
     BlockWrites,
@@ -41,9 +42,12 @@ pub enum Step {
     Restart,
     /// The restarted server serves again.
     WaitReady,
-    /// Fast-stop the old primary: the fence, before anything is promoted.
+    /// Stop the old primary at once (immediate): the fence, once the
+    /// candidate holds its WAL and before anything is promoted.
     Fence,
-    /// The candidate received WAL past the old primary's shutdown checkpoint.
+    /// The candidate received the old primary's WAL up to its durable end,
+    /// read inside the pause (a switch); the candidate Patroni chose holds the
+    /// WAL position `mark_wal` read (Patroni).
     ConfirmWal,
     /// Promote the candidate (an unfollow: the follower itself) and prove it takes writes.
     Promote,
@@ -262,8 +266,8 @@ macro_rules! switch_steps {
             always(BeforeHook, Retry),
             always(Checkpoint, Retry),
             always(Pause, Retry),
-            always(Fence, ForwardOrBack),
             always(ConfirmWal, ForwardOrBack),
+            always(Fence, ForwardOrBack),
             always(Promote, ForwardOrBack),
             always(Repoint, ForwardOrBack),
             always(Resume, Retry),
@@ -481,11 +485,13 @@ mod tests {
     }
 
     #[test]
-    fn the_fence_comes_before_promotion_and_confirmation_between() {
+    fn confirmation_comes_before_the_fence_and_the_fence_before_promotion() {
         for runbook in [Runbook::Switchover, Runbook::Failover, Runbook::PlanChange] {
             let steps = runbook.all_steps();
             let at = |step| steps.iter().position(|s| *s == step).unwrap();
-            assert!(at(Pause) < at(Fence) && at(Fence) < at(ConfirmWal) && at(ConfirmWal) < at(Promote) && at(Promote) < at(Repoint));
+            // Inside the pause: the candidate holds the old primary's WAL before
+            // the old primary is stopped, and it is stopped before anything is promoted.
+            assert!(at(Pause) < at(ConfirmWal) && at(ConfirmWal) < at(Fence) && at(Fence) < at(Promote) && at(Promote) < at(Repoint));
             assert!(at(Resume) < at(Release), "{}: the release is made once writes resumed", runbook.name());
         }
     }

@@ -3,12 +3,39 @@
 //!
 //! Ahead of the window the candidate (a fresh replacement, or the HA standby)
 //! is a caught-up streaming replica. Then: CHECKPOINT the old primary, PAUSE
-//! the endpoint, fast-stop the old primary (the fence: stop before promote),
-//! confirm the candidate received WAL up to the old primary's shutdown
-//! checkpoint, promote it, prove it takes writes, repoint the endpoint, RESUME.
-//! Then followers are repointed, a failover gets a new HA standby, and the old
-//! primary stays stopped (retired). If the candidate might lack a commit, it is
-//! not promoted: the old primary starts again and the maintenance is postponed.
+//! the endpoint, confirm the candidate holds the old primary's WAL up to where
+//! it ended when the pause began, stop the old primary at once (the fence: an
+//! immediate stop, before anything is promoted), promote the candidate, prove
+//! it takes writes, repoint the endpoint, RESUME. Then followers are
+//! repointed (or rebuilt), a failover gets a new HA standby, and the old
+//! primary stays stopped (retired). If the candidate cannot be shown to hold
+//! every commit, nothing is stopped or promoted: the old primary, untouched,
+//! takes writes again and the maintenance is postponed.
+//!
+//! Why no acknowledged commit can be lost, and never two primaries take
+//! writes:
+//! - Once PAUSE is done no client transaction is in flight, and clients reach
+//!   a server only through the endpoint (servers listen on private Unix
+//!   sockets), so every commit ever acknowledged was inserted into the old
+//!   primary's WAL before `confirm_wal` commits a transaction of its own
+//!   there with `synchronous_commit` on: that commit flushes every record
+//!   before it (asynchronous commits included), and the flush position read
+//!   after it, L, is past every acknowledged commit.
+//! - `confirm_wal` waits until the candidate has received and flushed WAL up
+//!   to L: the candidate holds every acknowledged commit before the old
+//!   primary is touched.
+//! - `fence` stops the old primary with SIGQUIT and returns only when its
+//!   postmaster, which outlives all its children, is gone; `promote` comes
+//!   after. A runner promotes only after it confirmed and fenced in its own
+//!   run (`Fencing`): a resumed runner confirms again, and when it finds the
+//!   old primary down and the candidate not promoted (its predecessor died
+//!   between the fence and the promotion), it starts the old primary again
+//!   (crash recovery replays its WAL: it was the only primary and it still is)
+//!   and goes through the confirmation and the fence once more.
+//! - WAL the old primary flushed after L by itself (autovacuum, checkpoints,
+//!   running-xacts records) may reach a follower and not the candidate before
+//!   the immediate stop: such a follower has WAL past the new timeline's start
+//!   and could never follow it, so `repoint_followers` rebuilds it instead.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +43,9 @@ use serde_json::{json, Value};
 
 use crate::endpoint::{AdminConsole, Route};
 use crate::model::Progress;
+use crate::model::Lsn;
 use crate::pg::{wait_until, Server};
-use crate::provider::{FinalWal, StopMode};
+use crate::provider::{StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
 use super::execute::Switch;
@@ -88,69 +116,101 @@ impl Engine {
         Ok(json!({ "standby": standby.location }))
     }
 
-    /// `fence`: the old primary stops (fast) before anything is promoted;
-    /// its final WAL position is the evidence the next step checks against.
-    pub(super) async fn fence(&self, switch: &Switch) -> EngineResult<FinalWal> {
-        if switch.candidate_server.is_in_recovery().await? {
-            self.provider.stop(&switch.old, StopMode::Fast).await?;
-        }
-        Ok(self.provider.final_wal(&switch.old).await?)
-    }
-
-    /// `confirm_wal`: the candidate received WAL past the old primary's
-    /// shutdown checkpoint, so it holds every acknowledged commit; otherwise
-    /// the switch is called off (postponed) and nothing is promoted.
-    /// `fenced` is the evidence this runner's fence read, if it did (a
-    /// resumed runner reads it again: the stopped server's files do not change).
-    pub(super) async fn confirm_wal(&self, switch: &Switch, fenced: Option<FinalWal>) -> EngineResult<Value> {
+    /// `confirm_wal`, inside the pause: the candidate has received the old
+    /// primary's WAL up to its durable end L, so it holds every acknowledged
+    /// commit (see the module note); otherwise the switch is called off
+    /// (postponed) with the old primary untouched and writable.
+    pub(super) async fn confirm_wal(&self, switch: &Switch, fencing: &mut Fencing) -> EngineResult<Value> {
         if !switch.candidate_server.is_in_recovery().await? {
+            *fencing = Fencing::Promoted;
             return Ok(json!({ "already_promoted": true }));
         }
-        let last = match fenced {
-            Some(last) => last,
-            None => self.provider.final_wal(&switch.old).await?,
+        let reopened;
+        let old = match &switch.old_server {
+            Some(session) => session,
+            None => {
+                // Down while the candidate is not promoted: an earlier runner
+                // fenced it and died before promoting. It is still the only
+                // primary, so it starts again (crash recovery, no shutdown
+                // checkpoint to read), and its end of WAL is confirmed anew.
+                self.provider.start(&switch.old, StartWait::UntilServing).await?;
+                reopened = self.connect(&switch.old).await?;
+                &reopened
+            }
         };
-        if !last.clean {
-            return Err(EngineError::Postponed(format!(
-                "the old primary did not stop cleanly (state {:?}), so the candidate cannot be shown to hold every commit",
-                last.state
-            )));
-        }
-        let checkpoint = last.position;
-        let confirmed = wait_until(WAL_CONFIRM_TIMEOUT, Duration::from_millis(2), "WAL confirmation", || async {
-            Ok(switch.candidate_server.received_lsn().await?.is_some_and(|received| received > checkpoint))
+        let end = old.durable_wal_end().await?;
+        let confirmed = wait_until(WAL_CONFIRM_TIMEOUT, Duration::from_millis(1), "WAL confirmation", || async {
+            Ok(switch.candidate_server.received_lsn().await?.is_some_and(|received| received >= end))
         })
         .await;
         let received = switch.candidate_server.received_lsn().await?;
         match confirmed {
-            Ok(()) => Ok(json!({ "shutdown_checkpoint": checkpoint.to_string(), "received": received.map(|l| l.to_string()) })),
+            Ok(()) => {
+                *fencing = Fencing::Confirmed(end);
+                Ok(json!({ "wal_end": end.to_string(), "received": received.map(|l| l.to_string()), "restarted_old": switch.old_server.is_none() }))
+            }
             Err(_) => Err(EngineError::Postponed(format!(
-                "the candidate received WAL up to {} only; the old primary's shutdown checkpoint is at {checkpoint}",
+                "the candidate received WAL up to {} only; the old primary's WAL ends at {end}",
                 received.map(|l| l.to_string()).unwrap_or_else(|| "nothing".into())
             ))),
         }
     }
 
-    /// `promote`: the candidate becomes a primary and proves it takes writes.
-    pub(super) async fn promote_candidate(&self, switch: &Switch) -> EngineResult<Value> {
+    /// `fence`: an immediate stop of the old primary, once this runner has
+    /// confirmed the candidate holds its WAL: no shutdown checkpoint to wait
+    /// for, since nothing the candidate lacks needs to be written any more.
+    pub(super) async fn fence(&self, switch: &Switch, fencing: &mut Fencing) -> EngineResult<Value> {
+        if *fencing == Fencing::Unconfirmed {
+            self.confirm_wal(switch, fencing).await?;
+        }
+        match *fencing {
+            Fencing::Confirmed(end) => {
+                self.provider.stop(&switch.old, StopMode::Immediate).await?;
+                *fencing = Fencing::Fenced;
+                Ok(json!({ "stopped": "immediate", "wal_end": end.to_string() }))
+            }
+            Fencing::Promoted => Ok(json!({ "already_promoted": true })),
+            Fencing::Fenced => Ok(json!({ "already_fenced": true })),
+            Fencing::Unconfirmed => Err(EngineError::Invalid("the fence found the candidate's WAL unconfirmed".into())),
+        }
+    }
+
+    /// `promote`: the candidate becomes a primary and proves it takes writes,
+    /// only once this runner has fenced the old primary.
+    pub(super) async fn promote_candidate(&self, switch: &Switch, fencing: &mut Fencing) -> EngineResult<Value> {
+        if matches!(fencing, Fencing::Unconfirmed | Fencing::Confirmed(_)) {
+            self.fence(switch, fencing).await?;
+        }
         self.provider.promote(&switch.candidate.location, &switch.candidate_server, PROMOTE_TIMEOUT).await?;
         switch.candidate_server.check_writable().await?;
         Ok(json!({ "timeline": switch.candidate_server.timeline().await? }))
     }
 
-    /// Points every follower at the new primary; one that cannot follow is rebuilt.
+    /// Points every follower at the new primary; one that cannot follow it
+    /// (its WAL goes past the new timeline's start, see the module note, or
+    /// it does not stream from it in time) is rebuilt.
     pub(super) async fn repoint_followers(&self, run: &Run, switch: &Switch) -> EngineResult<Value> {
+        let timeline_start = switch.candidate_server.timeline_start().await?;
+        let new_host = self.provider.address(&switch.candidate.location).host.to_string();
         let mut report = Vec::new();
         for follower in self.store.followers_of(run.database.id).await? {
             let started = Instant::now();
             let instance = self.store.current_instance(follower.id).await?;
-            let repointed = self.repoint_follower(&instance.location, &switch.candidate.location, &switch.candidate_server, slot_of(&instance)?).await;
-            let how = match repointed {
-                Ok(()) => "repointed".to_string(),
-                Err(error) => {
-                    tracing::warn!(follower = %follower.name, %error, "follower could not be repointed; rebuilding it");
+            let cannot_follow = match self.wal_past(&instance.location, timeline_start, &new_host).await {
+                Ok(None) => self
+                    .repoint_follower(&instance.location, &switch.candidate.location, &switch.candidate_server, slot_of(&instance)?)
+                    .await
+                    .err()
+                    .map(|error| error.to_string()),
+                Ok(Some(end)) => Some(format!("its WAL ends at {end}, past the new timeline's start")),
+                Err(error) => Some(error.to_string()),
+            };
+            let how = match cannot_follow {
+                None => "repointed".to_string(),
+                Some(why) => {
+                    tracing::warn!(follower = %follower.name, why, "follower cannot follow the new primary; rebuilding it");
                     self.rebuild_follower(Writer::Runner(run.claim), &follower.name, follower.id, &switch.candidate.location).await?;
-                    format!("rebuilt ({error})")
+                    format!("rebuilt ({why})")
                 }
             };
             report.push(json!({ "follower": follower.name, "how": how, "seconds": started.elapsed().as_secs_f64() }));
@@ -174,6 +234,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Where the follower at `follower` has WAL up to, if that is past
+    /// `timeline_start` (where the new primary's timeline forked): it could
+    /// never follow the new primary. Not when it streams from `new_host`
+    /// already: an earlier runner repointed it, and its WAL is on the new
+    /// timeline.
+    async fn wal_past(&self, follower: &str, timeline_start: Option<Lsn>, new_host: &str) -> EngineResult<Option<Lsn>> {
+        let Some(start) = timeline_start else { return Ok(None) };
+        let server = self.connect(follower).await?;
+        if server.wal_receiver().await?.is_some_and(|r| r.sender_host.as_deref() == Some(new_host)) {
+            return Ok(None);
+        }
+        let end = server.received_lsn().await?.max(server.replayed_lsn().await?);
+        Ok(end.filter(|end| *end > start))
+    }
+
     /// Replaces a follower that cannot follow the new primary with a fresh copy of it.
     async fn rebuild_follower(&self, writer: Writer, name: &str, follower_id: i64, new_primary: &str) -> EngineResult<()> {
         let location = self.provider.new_location(name);
@@ -187,6 +262,21 @@ impl Engine {
         self.provider.retire(&old).await?;
         Ok(())
     }
+}
+
+/// How far one runner got, inside its pause, towards promoting the
+/// candidate: it promotes only what it confirmed and fenced itself, so a
+/// resumed runner never trusts a predecessor's confirmation (the old primary
+/// may have been started again since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fencing {
+    Unconfirmed,
+    /// The candidate holds the old primary's WAL up to here; the old primary still runs.
+    Confirmed(Lsn),
+    /// The old primary's postmaster is gone.
+    Fenced,
+    /// The candidate was found promoted (by an earlier runner).
+    Promoted,
 }
 
 impl Engine {

@@ -1,7 +1,7 @@
 //! Probes and actions on managed PostgreSQL servers over the wire (tokio-postgres).
 //!
 //! Every question the engine asks before acting ("is it promoted yet?", "has it
-//! received the shutdown checkpoint?") and every SQL-level action it takes
+//! received the old primary's WAL?") and every SQL-level action it takes
 //! (CHECKPOINT, pg_promote, repointing primary_conninfo) is here.
 
 pub mod access;
@@ -116,6 +116,37 @@ impl Server {
         self.lsn("pg_current_wal_lsn", "SELECT pg_current_wal_lsn()").await?.ok_or_else(|| PgError::Unexpected("no current LSN".into()))
     }
 
+    /// A primary's end of WAL, made durable: a transaction of pgmaint's own
+    /// takes a transaction id and commits with `synchronous_commit` on, which
+    /// flushes every record inserted before its commit record, so every
+    /// commit acknowledged before this call (an asynchronous one too); then,
+    /// after that commit, the flush position is read: all of it is at or
+    /// below the position returned, and walsenders may send it. One round
+    /// trip: an explicit COMMIT inside a multi-statement query ends the
+    /// transaction before the last statement runs.
+    pub async fn durable_wal_end(&self) -> PgResult<Lsn> {
+        let what = "durable WAL end";
+        let sql = "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT; SELECT pg_current_wal_flush_lsn()";
+        let messages = self.client.simple_query(sql).await.map_err(|source| PgError::Query { what, source })?;
+        let last_row = messages.iter().rev().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        let text = last_row.ok_or_else(|| PgError::Unexpected(format!("{what}: no row")))?;
+        text.parse().map_err(|e| PgError::Unexpected(format!("{what}: {e}")))
+    }
+
+    /// Where a primary's timeline forked from its parent (the last line of
+    /// its timeline history), or None on timeline 1.
+    pub async fn timeline_start(&self) -> PgResult<Option<Lsn>> {
+        let timeline = "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
+        let sql = format!("SELECT CASE WHEN {timeline} <> '00000001' THEN pg_read_file('pg_wal/' || {timeline} || '.history') END");
+        match self.scalar("timeline history", &sql).await? {
+            Some(history) => last_switch(&history).map(Some).ok_or_else(|| PgError::Unexpected(format!("timeline history {history:?}"))),
+            None => Ok(None),
+        }
+    }
+
     /// A standby's end of WAL received and flushed (None if it never streamed).
     pub async fn received_lsn(&self) -> PgResult<Option<Lsn>> {
         self.lsn("pg_last_wal_receive_lsn", "SELECT pg_last_wal_receive_lsn()").await
@@ -215,7 +246,7 @@ impl Server {
         Ok(())
     }
 
-    /// A checkpoint now, so the shutdown checkpoint during the switch has little to write.
+    /// A checkpoint now, so that a shutdown checkpoint or a crash recovery soon after has little to do.
     pub async fn checkpoint(&self) -> PgResult<()> {
         self.execute("CHECKPOINT", "CHECKPOINT").await
     }
@@ -377,6 +408,13 @@ where
     }
 }
 
+/// The switch point on the last line of a timeline history file
+/// (`<parent timeline>\t<switch LSN>\t<reason>`; `#` starts a comment).
+fn last_switch(history: &str) -> Option<Lsn> {
+    let line = history.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).last()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -385,4 +423,18 @@ pub fn literal(value: &str) -> String {
 /// A SQL identifier.
 pub fn ident(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_line_of_a_timeline_history_is_the_switch_point() {
+        let history = "1\t0/3000158\tno recovery target specified\n\n2\t0/5A000A0\tno recovery target specified\n";
+        assert_eq!(last_switch(history), Some("0/5A000A0".parse().unwrap()));
+        assert_eq!(last_switch("# a comment\n1\t0/3000158\tno recovery target specified\n"), Some("0/3000158".parse().unwrap()));
+        assert_eq!(last_switch(""), None);
+        assert_eq!(last_switch("1\tnonsense\n"), None);
+    }
 }

@@ -3,8 +3,7 @@
 //! The engine speaks to servers only through [`Provider`]: a server is an
 //! opaque *location* the provider hands out and the state store records, an
 //! [`ServerAddress`] to connect to, and a lifecycle (provision, replicate,
-//! start, stop, restart, promote, retire, remove) plus the fencing evidence
-//! of a stopped primary. A new kind of server (another host, an HA engine)
+//! start, stop, restart, promote, retire, remove). A new kind of server (another host, an HA engine)
 //! is one new implementation of this trait.
 //!
 //! `local` runs servers on this host under pgmaint's data directory with the
@@ -20,15 +19,16 @@ use std::time::Duration;
 
 pub use address::{Host, ServerAddress};
 
-use crate::model::{Lsn, Plan};
+use crate::model::Plan;
 use crate::pg::{PgError, Server};
 
 /// How a stop treats connected clients (pg_ctl's `-m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMode {
-    /// Disconnect clients, write a shutdown checkpoint: the clean, fast fence.
+    /// Disconnect clients, write a shutdown checkpoint: a clean stop.
     Fast,
-    /// Abort without a checkpoint (crash recovery on next start).
+    /// Abort without a checkpoint (crash recovery on next start): a switch's
+    /// fence, once the candidate holds the old primary's WAL.
     Immediate,
 }
 
@@ -37,19 +37,6 @@ pub enum StopMode {
 pub enum StartWait {
     UntilServing,
     NoWait,
-}
-
-/// What a stopped primary leaves behind to prove nothing was written after it
-/// stopped: the fence's evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinalWal {
-    /// How the server ended, in the provider's words (`shut down`, `in production`...).
-    pub state: String,
-    /// It stopped cleanly as a primary: its last WAL record is the shutdown checkpoint.
-    pub clean: bool,
-    /// The start of that last checkpoint record: a candidate that received WAL
-    /// past it holds every commit the old primary acknowledged.
-    pub position: Lsn,
 }
 
 pub type ProviderResult<T> = Result<T, ProviderError>;
@@ -77,7 +64,8 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Starts the server if it is not running.
     async fn start(&self, location: &str, wait: StartWait) -> ProviderResult<()>;
 
-    /// Stops the server if it runs; returns once it has stopped.
+    /// Stops the server if it runs; returns once it has stopped: its
+    /// postmaster and every process it started are gone.
     async fn stop(&self, location: &str, mode: StopMode) -> ProviderResult<()>;
 
     /// A fast stop then a start without waiting (the caller polls for
@@ -87,9 +75,6 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Promotes the replica at `location` to a primary, through `session`, an
     /// open connection to it, waiting up to `timeout` for it to accept writes.
     async fn promote(&self, location: &str, session: &Server, timeout: Duration) -> ProviderResult<()>;
-
-    /// The fencing evidence of the stopped primary at `location`.
-    async fn final_wal(&self, location: &str) -> ProviderResult<FinalWal>;
 
     /// Takes a server out of service: stopped, its files kept until `remove`.
     async fn retire(&self, location: &str) -> ProviderResult<()>;

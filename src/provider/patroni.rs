@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{FinalWal, Host, Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
+use super::{Host, Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
 use crate::config::PatroniConfig;
 use crate::model::{Lsn, Plan};
 use crate::pg::Server;
@@ -385,10 +385,6 @@ impl Provider for PatroniProvider {
 
     async fn promote(&self, location: &str, _: &Server, _: Duration) -> ProviderResult<()> {
         Err(self.refused(location, "promote"))
-    }
-
-    async fn final_wal(&self, location: &str) -> ProviderResult<FinalWal> {
-        Err(self.refused(location, "read the control file of"))
     }
 
     async fn retire(&self, location: &str) -> ProviderResult<()> {

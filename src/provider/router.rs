@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::patroni::{is_adopted, PatroniProvider};
-use super::{FinalWal, Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
+use super::{Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
 use crate::model::Plan;
 use crate::pg::Server;
 
@@ -72,10 +72,6 @@ impl Provider for Router {
 
     async fn promote(&self, location: &str, session: &Server, timeout: Duration) -> ProviderResult<()> {
         self.of(location)?.promote(location, session, timeout).await
-    }
-
-    async fn final_wal(&self, location: &str) -> ProviderResult<FinalWal> {
-        self.of(location)?.final_wal(location).await
     }
 
     async fn retire(&self, location: &str) -> ProviderResult<()> {

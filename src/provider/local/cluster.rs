@@ -222,25 +222,27 @@ impl Cluster {
         run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
     }
 
-    /// Stops the server; already stopped is fine. A fast stop signals the
-    /// postmaster itself and watches for its pid file to go, every 2 ms:
-    /// `pg_ctl stop -w` polls only every 100 ms, and this is the fence in the
-    /// middle of a switchover, where clients are waiting.
+    /// Stops the server; already stopped is fine. The postmaster is signalled
+    /// directly (SIGINT for fast, SIGQUIT for immediate, as `pg_ctl` would)
+    /// and its pid file watched every 2 ms: `pg_ctl stop -w` polls only every
+    /// 100 ms, and a stop is the fence in the middle of a switchover, where
+    /// clients are waiting. The postmaster removes its pid file as it exits,
+    /// after every child process is gone (in an immediate stop too), so a
+    /// missing pid file means nothing of that server can write any more.
     pub async fn stop(&self, mode: StopMode) -> Result<(), ProviderError> {
-        if mode == StopMode::Fast {
-            // The fence: signal the postmaster directly and watch its pid file go,
-            // rather than spawning `pg_ctl status` and `pg_ctl stop -w` (whose
-            // loop polls every 100 ms) through runuser.
-            match self.live_postmaster() {
-                Some(pid) => {
-                    let signalled = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
-                    if signalled.is_ok() && self.wait_for_pid_file_gone(Duration::from_secs(120)).await {
-                        return Ok(());
-                    }
+        let signal = match mode {
+            StopMode::Fast => nix::sys::signal::Signal::SIGINT,
+            StopMode::Immediate => nix::sys::signal::Signal::SIGQUIT,
+        };
+        match self.live_postmaster() {
+            Some(pid) => {
+                let signalled = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+                if signalled.is_ok() && self.wait_for_pid_file_gone(Duration::from_secs(120)).await {
+                    return Ok(());
                 }
-                None if self.exists() && self.postmaster_pid().is_none() => return Ok(()),
-                None => {}
             }
+            None if self.exists() && self.postmaster_pid().is_none() => return Ok(()),
+            None => {}
         }
         if !self.is_running().await? {
             return Ok(());
@@ -314,7 +316,7 @@ impl Cluster {
     }
 
     /// `pg_controldata`: works whether the server runs or not. It only reads
-    /// files, so it runs as pgmaint itself (saving runuser's ~15 ms in the fence).
+    /// files, so it runs as pgmaint itself (saving runuser's ~15 ms in the hand floor's fence).
     pub async fn control_data(&self) -> Result<ControlData, ProviderError> {
         let mut cmd = tokio::process::Command::new(self.bindir.join("pg_controldata"));
         cmd.arg("-D").arg(self.data_dir()).env("LC_ALL", "C");

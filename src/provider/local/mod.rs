@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use cluster::{managed_server_settings, plan_server_settings, Cluster, ControlData, Template};
 pub use os::{find_bindir, ServerUser};
 
-use super::{FinalWal, Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
+use super::{Provider, ProviderError, ProviderResult, ServerAddress, StartWait, StopMode};
 use crate::model::Plan;
 use crate::pg::Server;
 
@@ -111,12 +111,6 @@ impl Provider for LocalProvider {
     /// `pg_promote()` on the open session, polled every 2 ms.
     async fn promote(&self, _location: &str, session: &Server, timeout: Duration) -> ProviderResult<()> {
         Ok(session.promote(timeout).await?)
-    }
-
-    /// From `pg_controldata`, readable while the server is stopped.
-    async fn final_wal(&self, location: &str) -> ProviderResult<FinalWal> {
-        let control = self.cluster(location).control_data().await?;
-        Ok(FinalWal { clean: control.is_clean_primary_shutdown(), position: control.latest_checkpoint, state: control.state })
     }
 
     async fn retire(&self, location: &str) -> ProviderResult<()> {
