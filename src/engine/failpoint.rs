@@ -1,11 +1,15 @@
 //! Failpoints at step boundaries, so tests can kill the runner anywhere.
 //!
-//! `PGMAINT_FAILPOINT=<step>:<before|after>[:exit|panic]` makes the runner stop
-//! dead when it reaches that boundary: `before` is after the step's intent is
-//! recorded and before it acts; `after` is after it acted and before its result
-//! is recorded. `exit` (the default) ends the process at once, as a kill would.
+//! `PGMAINT_FAILPOINT=<step>:<before|after>[:exit|panic|stall=<ms>]` makes the
+//! runner stop dead when it reaches that boundary: `before` is after the step's
+//! intent is recorded and before it acts; `after` is after it acted and before
+//! its result is recorded. `exit` (the default) ends the process at once, as a
+//! kill would. `stall=<ms>` waits that long and goes on: a test widens the
+//! window between two steps to act inside it (what the servers do by
+//! themselves there, such as WAL written after the confirmation).
 
 use std::fmt;
+use std::time::Duration;
 
 pub const FAILPOINT_ENV: &str = "PGMAINT_FAILPOINT";
 
@@ -19,6 +23,7 @@ pub enum Phase {
 enum Action {
     Exit,
     Panic,
+    Stall(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +46,7 @@ impl Failpoint {
     }
 
     pub fn parse(spec: &str) -> Result<Failpoint, String> {
-        let bad = || format!("{FAILPOINT_ENV}={spec:?}: expected <step>:<before|after>[:exit|panic]");
+        let bad = || format!("{FAILPOINT_ENV}={spec:?}: expected <step>:<before|after>[:exit|panic|stall=<ms>]");
         let mut parts = spec.split(':');
         let step = parts.next().filter(|s| !s.is_empty()).ok_or_else(bad)?.to_string();
         let phase = match parts.next() {
@@ -52,7 +57,10 @@ impl Failpoint {
         let action = match parts.next() {
             None | Some("exit") => Action::Exit,
             Some("panic") => Action::Panic,
-            Some(_) => return Err(bad()),
+            Some(other) => match other.strip_prefix("stall=").map(str::parse) {
+                Some(Ok(ms)) => Action::Stall(Duration::from_millis(ms)),
+                _ => return Err(bad()),
+            },
         };
         if parts.next().is_some() {
             return Err(bad());
@@ -60,13 +68,14 @@ impl Failpoint {
         Ok(Failpoint { step, phase, action })
     }
 
-    /// Stops the process if this is the configured boundary.
-    pub fn hit(&self, step: &str, phase: Phase) {
+    /// Stops the process (or stalls the runner) if this is the configured boundary.
+    pub async fn hit(&self, step: &str, phase: Phase) {
         if self.step == step && self.phase == phase {
             tracing::warn!(failpoint = %self, "failpoint reached");
             match self.action {
                 Action::Exit => std::process::exit(FAILPOINT_EXIT_CODE),
                 Action::Panic => panic!("failpoint {self} reached"),
+                Action::Stall(duration) => tokio::time::sleep(duration).await,
             }
         }
     }
@@ -86,17 +95,18 @@ impl fmt::Display for Failpoint {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_specs() {
+    #[tokio::test]
+    async fn parses_specs() {
         let fp = Failpoint::parse("promote:after").unwrap();
         assert_eq!(fp.to_string(), "promote:after");
         assert_eq!(fp.action, Action::Exit);
         assert_eq!(Failpoint::parse("fence:before:panic").unwrap().action, Action::Panic);
-        for bad in ["", "promote", "promote:during", "a:before:x", "a:before:exit:more"] {
+        assert_eq!(Failpoint::parse("fence:before:stall=2500").unwrap().action, Action::Stall(Duration::from_millis(2500)));
+        for bad in ["", "promote", "promote:during", "a:before:x", "a:before:exit:more", "a:before:stall", "a:before:stall=soon"] {
             assert!(Failpoint::parse(bad).is_err(), "{bad}");
         }
         // A different boundary does nothing.
-        fp.hit("promote", Phase::Before);
-        fp.hit("fence", Phase::After);
+        fp.hit("promote", Phase::Before).await;
+        fp.hit("fence", Phase::After).await;
     }
 }

@@ -233,9 +233,9 @@ impl Engine {
         self.provider.as_ref()
     }
 
-    fn failpoint(&self, step: &str, phase: Phase) {
+    async fn failpoint(&self, step: &str, phase: Phase) {
         if let Some(failpoint) = &self.failpoint {
-            failpoint.hit(step, phase);
+            failpoint.hit(step, phase).await;
         }
     }
 }

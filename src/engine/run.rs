@@ -248,10 +248,10 @@ impl Engine {
         if !batched {
             self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
         }
-        self.failpoint(name, Phase::Before);
+        self.failpoint(name, Phase::Before).await;
         match act(self, run).await {
             Ok(detail) => {
-                self.failpoint(name, Phase::After);
+                self.failpoint(name, Phase::After).await;
                 self.record_outcome(run, step, detail).await?;
                 run.done.insert(step);
                 run.timings.push((name.to_string(), started.elapsed()));

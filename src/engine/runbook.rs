@@ -2,7 +2,7 @@
 //! when it fails, in one place a reader can follow top to bottom.
 //!
 //! The step log stores each step's name; failpoints use the same names
-//! (`PGMAINT_FAILPOINT=<step>:<before|after>[:exit|panic]`). Every step
+//! (`PGMAINT_FAILPOINT=<step>:<before|after>[:exit|panic|stall=<ms>]`). Every step
 //! observes the servers before it acts, so a runner killed anywhere can run
 //! it again: the kill drills walk every declared step of every runbook.
 //!

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pgmaint::endpoint::PgBouncer;
-use pgmaint::engine::{DatabaseSpec, Engine, RunReport};
+use pgmaint::engine::{DatabaseSpec, Engine, Failpoint, RunReport};
 use pgmaint::model::Reason;
 use pgmaint::provider::local::LocalProvider;
 use pgmaint::store::{InstanceRole, MaintenanceState, Store};
@@ -112,6 +112,65 @@ async fn switchover_repoints_endpoint_and_followers_without_loss() {
     let steps = engine.store().steps(report.maintenance_id).await.unwrap();
     let followers = steps.iter().find(|s| s.step == "repoint_followers" && s.status == "done").expect("repoint_followers done");
     assert_eq!(followers.detail["followers"][0]["how"], "repointed", "the follower was not repointed: {}", followers.detail);
+}
+
+/// The fence is an immediate stop once the candidate holds the WAL read
+/// inside the pause: WAL the old primary writes by itself in between may
+/// reach a follower and not the candidate. Here the window is widened (a
+/// stall before `fence`) and such WAL made on purpose: the follower, past the
+/// new timeline's start, must be rebuilt, and lose nothing.
+#[tokio::test]
+async fn a_follower_with_wal_the_candidate_lacks_is_rebuilt() {
+    let env = TestEnv::new("engine-follower-past");
+    let engine = engine(&env).await.with_failpoint(Some(Failpoint::parse("fence:before:stall=3000").unwrap()));
+    engine.create_database(&spec("orders", "standard-0", None)).await.unwrap();
+    let follower = engine.create_database(&spec("orders-f", "standard-0", Some("orders"))).await.unwrap();
+    let url = engine.endpoint_url("orders").await.unwrap();
+    workload::prepare(&url).await.unwrap();
+    let maintenance = engine.require_maintenance("orders", Reason::OsPatch, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+    engine.prepare_maintenance(maintenance.id).await.unwrap();
+    let record = engine.store().maintenance(maintenance.id).await.unwrap();
+    let server = async |id: Option<i64>| {
+        let location = engine.store().instance(id.unwrap()).await.unwrap().location;
+        crate::harness::connect_conninfo(&engine.provider().address(&location).conninfo("postgres")).await
+    };
+    let (old, candidate) = (server(record.old_instance_id).await, server(record.candidate_id).await);
+    let follower_server = server(Some(engine.store().current_instance(follower.id).await.unwrap().id)).await;
+    let writers = Workload::start(&url, 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let meddle = async {
+        while !engine.store().steps(maintenance.id).await.unwrap().iter().any(|s| s.step == "pause" && s.status == "done") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // confirm_wal takes milliseconds: the runner now stalls before the fence.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        candidate.batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'").await.unwrap();
+        candidate.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        while crate::copy_test::scalar(&candidate, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'").await != "0" {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        old.batch_execute("CREATE TABLE written_after_the_confirmation ()").await.unwrap();
+        let end = crate::copy_test::scalar(&old, "SELECT pg_current_wal_flush_lsn()").await;
+        let has_it = format!("SELECT pg_last_wal_receive_lsn() >= '{end}'::pg_lsn");
+        while crate::copy_test::scalar(&follower_server, &has_it).await != "t" {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(crate::copy_test::scalar(&candidate, &has_it).await, "f", "the candidate got the WAL too");
+    };
+    let (report, ()) = tokio::join!(engine.run_maintenance(maintenance.id), meddle);
+    let report = report.expect("maintenance");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = writers.stop().await.unwrap();
+
+    assert_eq!(report.outcome, "completed");
+    assert_eq!(load.client_errors, 0, "client errors: {:?}", load.error_samples);
+    assert!(load.lost_on(&url).await.unwrap().is_empty(), "commits lost");
+    let steps = engine.store().steps(report.maintenance_id).await.unwrap();
+    let followers = steps.iter().find(|s| s.step == "repoint_followers" && s.status == "done").expect("repoint_followers done");
+    let how = followers.detail["followers"][0]["how"].as_str().unwrap_or_default().to_string();
+    assert!(how.starts_with("rebuilt (its WAL ends at"), "the follower past the new timeline was not rebuilt: {}", followers.detail);
+    assert_follower_complete(&engine, "orders-f", &load).await;
 }
 
 #[tokio::test]
