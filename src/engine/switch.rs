@@ -29,9 +29,11 @@
 //!   after. A runner promotes only after it confirmed and fenced in its own
 //!   run (`Fencing`): a resumed runner confirms again, and when it finds the
 //!   old primary down and the candidate not promoted (its predecessor died
-//!   between the fence and the promotion), it starts the old primary again
-//!   (crash recovery replays its WAL: it was the only primary and it still is)
-//!   and goes through the confirmation and the fence once more.
+//!   between the fence and the promotion; the candidate's replay must stand
+//!   still first, so a promotion already asked for has shown), it starts the
+//!   old primary again (crash recovery replays its WAL: it was the only
+//!   primary and it still is) and goes through the confirmation and the fence
+//!   once more.
 //! - WAL the old primary flushed after L by itself (autovacuum, checkpoints,
 //!   running-xacts records) may reach a follower and not the candidate before
 //!   the immediate stop: such a follower has WAL past the new timeline's start
@@ -44,7 +46,7 @@ use serde_json::{json, Value};
 use crate::endpoint::{AdminConsole, Route};
 use crate::model::Progress;
 use crate::model::Lsn;
-use crate::pg::{wait_until, Server};
+use crate::pg::{wait_until, PgError, Server};
 use crate::provider::{StartWait, StopMode};
 use crate::store::{InstanceRecord, InstanceRole, Writer};
 
@@ -54,6 +56,8 @@ use super::run::Run;
 use super::{Engine, EngineError, EngineResult, WAL_CONFIRM_TIMEOUT};
 
 const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a candidate's replay must stand still before a runner trusts it is not being promoted.
+const REPLAY_SETTLE: Duration = Duration::from_millis(100);
 /// How long a repointed follower may take to stream from the new primary before it is rebuilt.
 const FOLLOWER_REPOINT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -121,6 +125,9 @@ impl Engine {
     /// commit (see the module note); otherwise the switch is called off
     /// (postponed) with the old primary untouched and writable.
     pub(super) async fn confirm_wal(&self, switch: &Switch, fencing: &mut Fencing) -> EngineResult<Value> {
+        if switch.old_server.is_none() {
+            self.replay_settled(&switch.candidate_server).await?;
+        }
         if !switch.candidate_server.is_in_recovery().await? {
             *fencing = Fencing::Promoted;
             return Ok(json!({ "already_promoted": true }));
@@ -153,6 +160,28 @@ impl Engine {
                 "the candidate received WAL up to {} only; the old primary's WAL ends at {end}",
                 received.map(|l| l.to_string()).unwrap_or_else(|| "nothing".into())
             ))),
+        }
+    }
+
+    /// Waits until the candidate's replay stands still. A runner that finds
+    /// the old primary down is about to start it again if the candidate is
+    /// in recovery, but its predecessor may have died right after asking for
+    /// the promotion: a promotion ends soon after replay reaches the end of
+    /// the WAL received, so once replay stands still, `pg_is_in_recovery`
+    /// tells a promotion under way from none.
+    async fn replay_settled(&self, candidate: &Server) -> EngineResult<()> {
+        let deadline = Instant::now() + WAL_CONFIRM_TIMEOUT;
+        let mut last = candidate.replayed_lsn().await?;
+        loop {
+            tokio::time::sleep(REPLAY_SETTLE).await;
+            let now = candidate.replayed_lsn().await?;
+            if now == last {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(PgError::Timeout("the candidate's replay to settle").into());
+            }
+            last = now;
         }
     }
 
