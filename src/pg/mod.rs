@@ -266,9 +266,11 @@ impl Server {
     }
 
     /// Proves the server accepts writes: assigning a transaction id is a write
-    /// and fails on a read-only server.
+    /// and fails on a read-only server. The commit does not wait for its WAL
+    /// flush: the write being accepted is the proof, and a promoted
+    /// candidate's check is inside the pause, where an fsync is felt.
     pub async fn check_writable(&self) -> PgResult<()> {
-        self.scalar("write check", "SELECT txid_current()").await.map(|_| ())
+        self.scalar("write check", "SELECT txid_current(), set_config('synchronous_commit', 'off', true)").await.map(|_| ())
     }
 
     /// Creates a physical replication slot (reserving WAL now) unless it exists.
