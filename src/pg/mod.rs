@@ -136,14 +136,16 @@ impl Server {
         text.parse().map_err(|e| PgError::Unexpected(format!("{what}: {e}")))
     }
 
-    /// Where a primary's timeline forked from its parent (the last line of
-    /// its timeline history), or None on timeline 1.
+    /// Where a primary's current timeline forked from its parent (see
+    /// `switch_out_of`), or None on timeline 1. The timeline is the one it
+    /// writes WAL on now: `pg_control_checkpoint` lags behind a promotion
+    /// until the first checkpoint after it.
     pub async fn timeline_start(&self) -> PgResult<Option<Lsn>> {
-        let timeline = "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
-        let sql = format!("SELECT CASE WHEN {timeline} <> '00000001' THEN pg_read_file('pg_wal/' || {timeline} || '.history') END");
-        match self.scalar("timeline history", &sql).await? {
-            Some(history) => last_switch(&history).map(Some).ok_or_else(|| PgError::Unexpected(format!("timeline history {history:?}"))),
-            None => Ok(None),
+        let text = self.scalar("current timeline", "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)").await?.unwrap_or_default();
+        match u32::from_str_radix(&text, 16) {
+            Ok(1) => Ok(None),
+            Ok(timeline) => self.switch_out_of(timeline - 1).await,
+            Err(_) => Err(PgError::Unexpected(format!("current timeline {text:?}"))),
         }
     }
 
@@ -410,13 +412,6 @@ where
     }
 }
 
-/// The switch point on the last line of a timeline history file
-/// (`<parent timeline>\t<switch LSN>\t<reason>`; `#` starts a comment).
-fn last_switch(history: &str) -> Option<Lsn> {
-    let line = history.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).last()?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -425,18 +420,4 @@ pub fn literal(value: &str) -> String {
 /// A SQL identifier.
 pub fn ident(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_line_of_a_timeline_history_is_the_switch_point() {
-        let history = "1\t0/3000158\tno recovery target specified\n\n2\t0/5A000A0\tno recovery target specified\n";
-        assert_eq!(last_switch(history), Some("0/5A000A0".parse().unwrap()));
-        assert_eq!(last_switch("# a comment\n1\t0/3000158\tno recovery target specified\n"), Some("0/3000158".parse().unwrap()));
-        assert_eq!(last_switch(""), None);
-        assert_eq!(last_switch("1\tnonsense\n"), None);
-    }
 }
