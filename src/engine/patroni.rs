@@ -37,6 +37,8 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Settings a hot standby may not run below its primary's: lowering one
 /// restarts the leader first (PostgreSQL's rule, Patroni's order).
 const LEADER_FIRST_SETTINGS: &[&str] = &["max_connections", "max_prepared_transactions", "max_locks_per_transaction", "max_worker_processes", "max_wal_senders"];
+/// How long a switchover waits for a replica to become a fit candidate.
+const CANDIDATE_WAIT: Duration = Duration::from_secs(30);
 /// How many restarts a member gets to apply its pending settings.
 const SETTINGS_RESTARTS: usize = 3;
 /// How often the new leader is polled while clients wait in the pause.
@@ -366,18 +368,19 @@ impl Engine {
                     match cluster.member(name) {
                         Some(member) => {
                             let status = api.status(member).await.ok();
+                            let lag = self.lags(&cluster).await.get(name).copied();
                             let healthy = matches!(member.state.as_str(), "running" | "streaming")
                                 && !member.is_leader()
                                 && member.timeline.is_some()
                                 && member.timeline == leader_timeline
-                                && member.lag_bytes().is_some_and(|lag| lag <= settings.max_lag)
+                                && lag.is_some_and(|lag| lag <= settings.max_lag)
                                 && status.as_ref().is_some_and(|s| {
                                     !(wanted.no_pending_restart && s.pending_restart) && s.server_version >= wanted.min_version
                                 });
                             if healthy {
                                 return Ok(());
                             }
-                            format!("state {}, lag {}, timeline {:?} (leader {:?})", member.state, member.lag.clone().unwrap_or(Value::Null), member.timeline, leader_timeline)
+                            format!("state {}, lag {lag:?}, timeline {:?} (leader {:?})", member.state, member.timeline, leader_timeline)
                         }
                         None => "not in the cluster".to_string(),
                     }
@@ -394,41 +397,70 @@ impl Engine {
         }
     }
 
+    /// Each member's lag in bytes: what its leader's `pg_stat_replication`
+    /// says now (Patroni names each walreceiver after its member), else what
+    /// Patroni last published, which lags by up to a loop under heavy writes.
+    async fn lags(&self, cluster: &ClusterState) -> std::collections::HashMap<String, u64> {
+        let mut lags: std::collections::HashMap<String, u64> =
+            cluster.members.iter().filter_map(|m| m.lag_bytes().map(|lag| (m.name.clone(), lag))).collect();
+        if let Some(leader) = cluster.leader() {
+            if let Ok(server) = self.connect(&location_of(leader)).await {
+                for replica in server.replicas().await.unwrap_or_default() {
+                    if let (true, Some(lag)) = (replica.state == "streaming", replica.lag_bytes) {
+                        lags.insert(replica.application_name, lag.max(0) as u64);
+                    }
+                }
+            }
+        }
+        lags
+    }
+
     /// `choose_candidate`: Patroni's pre-checks, then the replica to hand
     /// leadership to: streaming on the leader's timeline within
     /// `maximum_lag_on_failover`, without `nofailover`; the least behind.
     pub(super) async fn choose_candidate(&self, api: &PatroniApi) -> EngineResult<Value> {
-        let cluster = api.cluster().await?;
-        if cluster.pause {
-            return Err(EngineError::Refused("Patroni is paused for this cluster (its maintenance mode); resume it with `patronictl resume` first".into()));
-        }
-        if cluster.scheduled_switchover.is_some() {
-            return Err(EngineError::Refused("a switchover is already scheduled in Patroni for this cluster".into()));
-        }
-        let leader = cluster.leader().ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now".into()))?;
         let max_lag = api.config().await?.get("maximum_lag_on_failover").and_then(Value::as_u64).unwrap_or(PATRONI_DEFAULT_MAX_LAG);
-        let mut rejected = Vec::new();
-        let mut candidates = Vec::new();
-        for member in cluster.members.iter().filter(|m| !m.is_leader()) {
-            let why = if member.no_failover() {
-                Some("tagged nofailover".to_string())
-            } else if !matches!(member.state.as_str(), "running" | "streaming") {
-                Some(format!("state {}", member.state))
-            } else if member.timeline != leader.timeline {
-                Some(format!("timeline {:?}, the leader's {:?}", member.timeline, leader.timeline))
-            } else if !member.lag_bytes().is_some_and(|lag| lag <= max_lag) {
-                Some(format!("lag {} over maximum_lag_on_failover {max_lag}", member.lag.clone().unwrap_or(Value::Null)))
-            } else {
-                None
-            };
-            match why {
-                Some(why) => rejected.push(format!("{}: {why}", member.name)),
-                None => candidates.push(member),
+        // A replica briefly behind (a burst of writes) is waited for a while.
+        let deadline = Instant::now() + CANDIDATE_WAIT;
+        loop {
+            let cluster = api.cluster().await?;
+            if cluster.pause {
+                return Err(EngineError::Refused("Patroni is paused for this cluster (its maintenance mode); resume it with `patronictl resume` first".into()));
             }
+            if cluster.scheduled_switchover.is_some() {
+                return Err(EngineError::Refused("a switchover is already scheduled in Patroni for this cluster".into()));
+            }
+            let leader = cluster.leader().ok_or_else(|| EngineError::Refused("the Patroni cluster has no leader right now".into()))?;
+            let lags = self.lags(&cluster).await;
+            let mut rejected = Vec::new();
+            let mut candidates = Vec::new();
+            for member in cluster.members.iter().filter(|m| !m.is_leader()) {
+                let lag = lags.get(&member.name).copied();
+                let why = if member.no_failover() {
+                    Some("tagged nofailover".to_string())
+                } else if !matches!(member.state.as_str(), "running" | "streaming") {
+                    Some(format!("state {}", member.state))
+                } else if member.timeline != leader.timeline {
+                    Some(format!("timeline {:?}, the leader's {:?}", member.timeline, leader.timeline))
+                } else if !lag.is_some_and(|lag| lag <= max_lag) {
+                    Some(format!("lag {lag:?} over maximum_lag_on_failover {max_lag}"))
+                } else {
+                    None
+                };
+                match why {
+                    Some(why) => rejected.push(format!("{}: {why}", member.name)),
+                    None => candidates.push((lag, member.name.clone())),
+                }
+            }
+            candidates.sort();
+            if let Some((_, candidate)) = candidates.first() {
+                return Ok(json!({ "leader": leader.name, "candidate": candidate, "timeline": leader.timeline, "rejected": rejected }));
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Refused(format!("no member can take over from {}: {}", leader.name, rejected.join("; "))));
+            }
+            tokio::time::sleep(POLL).await;
         }
-        candidates.sort_by_key(|m| (m.lag_bytes(), m.name.clone()));
-        let candidate = candidates.first().ok_or_else(|| EngineError::Refused(format!("no member can take over from {}: {}", leader.name, rejected.join("; "))))?;
-        Ok(json!({ "leader": leader.name, "candidate": candidate.name, "timeline": leader.timeline, "rejected": rejected }))
     }
 
     /// A session on the member `name` if it is Patroni's leader now.

@@ -88,6 +88,20 @@ async fn wait_for_maintenance(socket: &Path, what: &str, done: impl Fn(&Value) -
     }
 }
 
+/// Changes `parameters` in Patroni's dynamic configuration (they wait for a
+/// restart) and waits until the daemon requires `settings` with `strategy`.
+async fn change_settings_and_detect(lab: &PatroniLab, socket: &Path, parameters: Value, strategy: &str) {
+    let patched = reqwest::Client::new()
+        .patch(format!("{}/config", lab.rest_urls()[0]))
+        .json(&serde_json::json!({ "postgresql": { "parameters": parameters } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success(), "PATCH /config: {}", patched.status());
+    let detected = wait_for_maintenance(socket, "detection of the pending restart", |m| m["reason"] == "settings").await;
+    assert_eq!(detected["maintenance"]["strategy"], strategy, "{detected:#}");
+}
+
 fn history(ran: Ran) -> Vec<Value> {
     ran.ok("history").json().as_array().cloned().unwrap_or_default()
 }
@@ -129,16 +143,7 @@ async fn adopted_cluster_detects_a_pending_restart_and_rolls_it_through_a_killed
     assert!(with_secret.code == 2 && with_secret.stderr.contains("rest_user") && !with_secret.stderr.contains("s3cret"), "{with_secret:?}");
 
     // A setting that waits for a restart: Patroni reports it, pgmaint requires `settings`.
-    let http = reqwest::Client::new();
-    let patched = http
-        .patch(format!("{}/config", lab.rest_urls()[0]))
-        .json(&serde_json::json!({"postgresql": {"parameters": {"shared_buffers": "48MB"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(patched.status().is_success());
-    let detected = wait_for_maintenance(&socket, "detection of the pending restart", |m| m["reason"] == "settings").await;
-    assert_eq!(detected["maintenance"]["strategy"], "rolling", "{detected:#}");
+    change_settings_and_detect(&lab, &socket, serde_json::json!({"shared_buffers": "48MB"}), "rolling").await;
 
     // The operator runs it now; the daemon dies right after Patroni's handover.
     daemon.stop().await;
@@ -330,15 +335,7 @@ async fn patroni_runbooks_survive_a_kill_at_every_step_boundary() {
     // Lowering max_connections: detected, and the leader goes first.
     let daemon = DaemonProcess::start(&env, &config, &data_dir);
     wait_for_socket(&socket, &daemon).await;
-    let patched = reqwest::Client::new()
-        .patch(format!("{}/config", lab.rest_urls()[0]))
-        .json(&serde_json::json!({"postgresql": {"parameters": {"max_connections": 90}}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(patched.status().is_success());
-    let detected = wait_for_maintenance(&socket, "detection of the lowered max_connections", |m| m["reason"] == "settings").await;
-    assert_eq!(detected["maintenance"]["strategy"], "rolling-leader-first", "{detected:#}");
+    change_settings_and_detect(&lab, &socket, serde_json::json!({"max_connections": 90}), "rolling-leader-first").await;
     daemon.stop().await;
     kills += kill_at_every_boundary(&env, &config, &data_dir, Runbook::PatroniLeaderFirst).await;
     assert_eq!(lab.leader_name().await.unwrap(), leader, "leader first restarts the leader in place");
