@@ -59,6 +59,17 @@ async fn adopt(socket: &Path, lab: &PatroniLab) -> Value {
     info
 }
 
+/// A daemon whose `host_hook` is the test's `hook.sh`, with the lab adopted as `shop`.
+async fn adopt_with_hook(env: &TestEnv, lab: &PatroniLab) -> (PathBuf, PathBuf, PathBuf, DaemonProcess) {
+    let config = write_config(env, lab, &format!("host_hook = \"sh {}/hook.sh\"", env.dir.display()));
+    let data_dir = env.dir.join("d");
+    let socket = data_dir.join("pgmaint.sock");
+    let daemon = DaemonProcess::start(env, &config, &data_dir);
+    wait_for_socket(&socket, &daemon).await;
+    adopt(&socket, lab).await;
+    (config, data_dir, socket, daemon)
+}
+
 /// The endpoint as the cluster's own client role `shopper`.
 fn shopper(env: &TestEnv, password: &str) -> String {
     format!("host=127.0.0.1 port={} user=shopper password={password} dbname=shop connect_timeout=10", env.endpoint.port())
@@ -189,12 +200,7 @@ async fn os_patch_hooks_replicas_first_under_writers_and_a_failing_hook_stops_be
         ),
     )
     .unwrap();
-    let config = write_config(&env, &lab, &format!("host_hook = \"sh {}/hook.sh\"", dir.display()));
-    let data_dir = env.dir.join("d");
-    let socket = data_dir.join("pgmaint.sock");
-    let daemon = DaemonProcess::start(&env, &config, &data_dir);
-    wait_for_socket(&socket, &daemon).await;
-    adopt(&socket, &lab).await;
+    let (_, data_dir, socket, daemon) = adopt_with_hook(&env, &lab).await;
     let first_leader = lab.leader_name().await.unwrap();
     let mut replicas: Vec<String> = lab.members().iter().map(|m| m.name.clone()).filter(|name| *name != first_leader).collect();
     replicas.sort();
@@ -307,12 +313,7 @@ async fn patroni_runbooks_survive_a_kill_at_every_step_boundary() {
     let lab = env.patroni(3).await;
     let dir = env.dir.clone();
     std::fs::write(dir.join("hook.sh"), format!("echo \"$PGMAINT_MEMBER\" >> {}/order.log\n", dir.display())).unwrap();
-    let config = write_config(&env, &lab, &format!("host_hook = \"sh {}/hook.sh\"", dir.display()));
-    let data_dir = env.dir.join("d");
-    let socket = data_dir.join("pgmaint.sock");
-    let daemon = DaemonProcess::start(&env, &config, &data_dir);
-    wait_for_socket(&socket, &daemon).await;
-    adopt(&socket, &lab).await;
+    let (config, data_dir, socket, daemon) = adopt_with_hook(&env, &lab).await;
     let first_leader = lab.leader_name().await.unwrap();
     pgmaint(&socket, &["maintenance", "require", "shop", "--reason", "os-patch", "--required-by", &in_three_days()]).await.ok("require");
     daemon.stop().await;
