@@ -48,12 +48,12 @@ pub(super) struct Run {
     pub(super) paused_records: Option<PausedRecords>,
 }
 
-/// The records of a paused section: written as one batch at each end.
+/// The records of a paused section: written as one batch at each end, none inside.
 #[derive(Default)]
 pub(super) struct PausedRecords {
-    /// Steps whose intent is written together with the pause's own outcome.
+    /// Steps after PAUSE whose intent is written together with PAUSE's own, before it.
     pub intents: Vec<Step>,
-    /// Outcomes of steps done inside the pause, written after RESUME.
+    /// Outcomes of PAUSE and the steps done inside the pause, written after RESUME.
     pub outcomes: Vec<(Step, Value)>,
     /// The batch of intents has been written: the section is open.
     pub open: bool,
@@ -228,13 +228,15 @@ impl Engine {
     /// otherwise its intent is recorded, it acts (observing first), and its
     /// result is recorded. Failpoints sit on both sides of the action.
     ///
-    /// Inside the endpoint's pause (`run.paused_records`), the records are
-    /// batched instead of written one by one while clients wait: the pause's
-    /// own outcome goes out together with the intents of every step up to
-    /// RESUME, and their outcomes go out together once RESUME is done. This
-    /// is safe because every paused step observes before it acts: a runner
-    /// that dies in between leaves intents without outcomes, and its
-    /// successor repeats those steps, which find their work done.
+    /// Nothing is written to the state store while the endpoint is paused
+    /// (`run.paused_records`): the intents of PAUSE and of every step up to
+    /// RESUME go out as one batch before PAUSE, and their outcomes as one
+    /// batch once RESUME is done. This is safe because every paused step
+    /// observes before it acts, PAUSE included (pausing a paused database is
+    /// a no-op): a runner that dies in between leaves intents without
+    /// outcomes, and its successor repeats those steps, which find their
+    /// work done; a paused endpoint is resumed by the recovery of whichever
+    /// step fails.
     pub(super) async fn step<F>(&self, run: &mut Run, step: Step, act: F) -> EngineResult<()>
     where
         F: AsyncFnOnce(&Engine, &mut Run) -> EngineResult<Value>,
@@ -244,9 +246,16 @@ impl Engine {
         }
         let name = step.name();
         let started = std::time::Instant::now();
-        let batched = run.paused_records.as_ref().is_some_and(|records| records.open);
-        if !batched {
-            self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?;
+        match run.paused_records.as_mut() {
+            Some(records) if records.open => {}
+            Some(records) => {
+                // The step that opens the section (PAUSE): its intent and those of every step up to RESUME, at once.
+                let mut batch = vec![(name, StepStatus::Intent, json!({}))];
+                batch.extend(records.intents.iter().map(|s| (s.name(), StepStatus::Intent, json!({}))));
+                self.store.record_steps(run.claim, &batch).await?;
+                records.open = true;
+            }
+            None => self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?,
         }
         self.failpoint(name, Phase::Before).await;
         match act(self, run).await {
@@ -268,18 +277,11 @@ impl Engine {
     /// A step's outcome: written now, or with the paused section's batch.
     async fn record_outcome(&self, run: &mut Run, step: Step, detail: Value) -> EngineResult<()> {
         match run.paused_records.as_mut() {
-            Some(records) if records.open => {
+            Some(records) => {
                 records.outcomes.push((step, detail));
                 if step == Step::Resume {
                     self.flush_paused_records(run).await?;
                 }
-            }
-            Some(records) => {
-                // The step that opens the section (PAUSE): its outcome and the section's intents, at once.
-                let mut batch = vec![(step.name(), StepStatus::Done, detail)];
-                batch.extend(records.intents.iter().map(|s| (s.name(), StepStatus::Intent, json!({}))));
-                self.store.record_steps(run.claim, &batch).await?;
-                records.open = true;
             }
             None => self.store.record_step(run.claim, step.name(), StepStatus::Done, detail).await?,
         }

@@ -194,7 +194,7 @@ impl Engine {
         }
         match *fencing {
             Fencing::Confirmed(end) => {
-                self.provider.stop(&switch.old, StopMode::Immediate).await?;
+                self.provider.stop(&switch.old, StopMode::Kill).await?;
                 *fencing = Fencing::Fenced;
                 Ok(json!({ "stopped": "immediate", "wal_end": end.to_string() }))
             }

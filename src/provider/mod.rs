@@ -27,9 +27,10 @@ use crate::pg::{PgError, Server};
 pub enum StopMode {
     /// Disconnect clients, write a shutdown checkpoint: a clean stop.
     Fast,
-    /// Abort without a checkpoint (crash recovery on next start): a switch's
-    /// fence, once the candidate holds the old primary's WAL.
-    Immediate,
+    /// Kill every process of the server at once, as a power cut would (crash
+    /// recovery on the next start); returns once none of them can act any
+    /// more: a switch's fence, once the candidate holds the old primary's WAL.
+    Kill,
 }
 
 /// Whether a start returns when the server serves, or at once (the caller polls).

@@ -140,10 +140,11 @@ async fn a_follower_with_wal_the_candidate_lacks_is_rebuilt() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let meddle = async {
-        while !engine.store().steps(maintenance.id).await.unwrap().iter().any(|s| s.step == "pause" && s.status == "done") {
+        // The paused section's intents are written just before PAUSE.
+        while !engine.store().steps(maintenance.id).await.unwrap().iter().any(|s| s.step == "pause" && s.status == "intent") {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // confirm_wal takes milliseconds: the runner now stalls before the fence.
+        // PAUSE and confirm_wal take milliseconds: the runner now stalls before the fence.
         tokio::time::sleep(Duration::from_millis(300)).await;
         candidate.batch_execute("ALTER SYSTEM SET primary_conninfo = 'host=/nonexistent'").await.unwrap();
         candidate.batch_execute("SELECT pg_reload_conf()").await.unwrap();

@@ -171,7 +171,7 @@ impl Drop for TestEnv {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 for cluster in clusters {
-                    let _ = cluster.stop(StopMode::Immediate).await;
+                    let _ = cluster.stop(StopMode::Kill).await;
                 }
             })
         })

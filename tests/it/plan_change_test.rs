@@ -351,7 +351,7 @@ async fn a_failed_essential_copy_leaves_the_database_writable_on_its_old_server(
     engine.prepare_maintenance(maintenance.id).await.expect("prepare the target");
     // The new server goes away before the copy: the copy cannot succeed.
     let target = engine.store().instance(engine.store().maintenance(maintenance.id).await.unwrap().candidate_id.unwrap()).await.unwrap();
-    engine.provider().stop(&target.location, pgmaint::provider::StopMode::Immediate).await.unwrap();
+    engine.provider().stop(&target.location, pgmaint::provider::StopMode::Kill).await.unwrap();
 
     let error = engine.run_maintenance(maintenance.id).await.expect_err("a copy into a stopped server");
     eprintln!("failed as expected: {error}");

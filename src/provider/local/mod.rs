@@ -108,7 +108,7 @@ impl Provider for LocalProvider {
         cluster.start_no_wait().await
     }
 
-    /// `pg_promote()` on the open session, polled every 2 ms.
+    /// `pg_promote()` on the open session, polled every millisecond.
     async fn promote(&self, _location: &str, session: &Server, timeout: Duration) -> ProviderResult<()> {
         Ok(session.promote(timeout).await?)
     }
