@@ -14,6 +14,7 @@ use pgmaint::engine::{DatabaseSpec, Engine};
 use pgmaint::model::{Reason, Strategy};
 use pgmaint::provider::local::LocalProvider;
 use pgmaint::provider::{Provider, StopMode};
+use pgmaint::workload::pgbench::{self, Pgbench};
 use pgmaint::workload::{self, Workload};
 use serde::Serialize;
 
@@ -36,6 +37,11 @@ pub struct BenchMaintenanceArgs {
     /// thirds) and print the ratio of the longest commit gaps.
     #[arg(long)]
     pub floor: bool,
+    /// What the clients run: `writers` (pgmaint's own, one audited INSERT per
+    /// round trip) or `tpcb` (pgbench's TPC-B-like script through libpq:
+    /// five statements per transaction, a client aborted at its first error).
+    #[arg(long, value_enum, default_value_t = BenchWorkload::Writers)]
+    pub workload: BenchWorkload,
     /// Where the servers come from: `local` (pgmaint makes them) or, for
     /// `switchover` only, `patroni` (a throwaway 3-member Patroni cluster,
     /// compared with HAProxy + `patronictl switchover` on the same cluster).
@@ -53,6 +59,71 @@ pub enum BenchProvider {
     Patroni,
 }
 
+/// `--workload`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchWorkload {
+    Writers,
+    Tpcb,
+}
+
+/// The clients running through the endpoint.
+enum Load {
+    Writers(Workload),
+    Tpcb(Pgbench),
+}
+
+/// What the clients felt, whichever they were.
+struct Felt {
+    acknowledged: usize,
+    client_errors: usize,
+    lost: usize,
+    max_commit_gap: Duration,
+    longest_gap_within: Box<dyn Fn(Instant, Instant) -> Duration + Send>,
+}
+
+impl Load {
+    fn start(url: &str, args: &BenchMaintenanceArgs) -> anyhow::Result<Load> {
+        Ok(match args.workload {
+            BenchWorkload::Writers => Load::Writers(Workload::start(url, args.writers)),
+            BenchWorkload::Tpcb => {
+                let bindir = pgmaint::provider::local::find_bindir()?;
+                Load::Tpcb(Pgbench::start(&bindir, url, args.writers, args.seconds.ceil() as u64)?)
+            }
+        })
+    }
+
+    async fn stop(self, url: &str) -> anyhow::Result<Felt> {
+        Ok(match self {
+            Load::Writers(writers) => {
+                let load = writers.stop().await?;
+                let lost = load.lost_on(url).await?.len();
+                Felt {
+                    acknowledged: load.acknowledged.len(),
+                    client_errors: load.client_errors,
+                    lost,
+                    max_commit_gap: load.max_commit_gap,
+                    longest_gap_within: Box::new(move |from, to| load.longest_gap_within(from, to)),
+                }
+            }
+            Load::Tpcb(pgbench) => {
+                let report = pgbench.wait().await?;
+                if !report.errors.is_empty() {
+                    eprintln!("pgbench said:\n  {}", report.errors.join("\n  "));
+                }
+                let refused = usize::from(!report.exit_ok && report.failed == 0 && report.aborted_clients == 0);
+                Felt {
+                    acknowledged: usize::try_from(report.transactions).unwrap_or(usize::MAX),
+                    client_errors: usize::try_from(report.failed).unwrap_or(usize::MAX) + report.aborted_clients + refused,
+                    lost: usize::try_from(report.lost()).unwrap_or(usize::MAX),
+                    max_commit_gap: report.max_commit_gap,
+                    longest_gap_within: Box::new(move |from, to| report.longest_gap_within(from, to)),
+                }
+            }
+        })
+    }
+}
+
 /// What the writers felt of the hand floor.
 #[derive(Serialize)]
 struct FloorReport {
@@ -65,6 +136,7 @@ struct FloorReport {
 #[derive(Serialize)]
 struct BenchReport {
     strategy: Strategy,
+    workload: BenchWorkload,
     writers: usize,
     seconds: f64,
     data_mb: u32,
@@ -87,7 +159,8 @@ struct BenchReport {
 pub fn bench(strategy: Strategy, args: BenchMaintenanceArgs) -> Outcome {
     match (args.provider, strategy) {
         (BenchProvider::Local, _) => {}
-        (BenchProvider::Patroni, Strategy::Switchover) => return super::bench_patroni::bench(args),
+        (BenchProvider::Patroni, Strategy::Switchover) if args.workload == BenchWorkload::Writers => return super::bench_patroni::bench(args),
+        (BenchProvider::Patroni, Strategy::Switchover) => return Err(Failure::usage("--workload tpcb is measured with --provider local only")),
         (BenchProvider::Patroni, _) => return Err(Failure::usage("--provider patroni measures `bench switchover` only (Patroni decides failovers itself)")),
     }
     if args.writers == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
@@ -129,6 +202,9 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
     }
     let url = engine.endpoint_url("bench").await?;
     workload::prepare(&url).await?;
+    if args.workload == BenchWorkload::Tpcb {
+        pgbench::initialize(&pgmaint::provider::local::find_bindir()?, &url).await?;
+    }
     if args.data_mb > 0 {
         eprintln!("generating {} MB...", args.data_mb);
         let rows = u64::from(args.data_mb) * 900;
@@ -150,8 +226,8 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
 
     let shares = if args.floor { 3.0 } else { 2.0 };
     let at = |share: f64| Duration::from_secs_f64(args.seconds * share / shares);
-    eprintln!("{} writers for {} s, {strategy} at {:.1} s...", args.writers, args.seconds, at(1.0).as_secs_f64());
-    let writers = Workload::start(&url, args.writers);
+    eprintln!("{} {:?} clients for {} s, {strategy} at {:.1} s...", args.writers, args.workload, args.seconds, at(1.0).as_secs_f64());
+    let writers = Load::start(&url, args)?;
     let began = Instant::now();
     tokio::time::sleep(at(1.0)).await;
     let run_started = Instant::now();
@@ -179,24 +255,24 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
         None
     };
     tokio::time::sleep(at(shares).saturating_sub(began.elapsed())).await;
-    let load = writers.stop().await?;
-    let lost = load.lost_on(&url).await?.len();
+    let load = writers.stop(&url).await?;
     if let Some(candidate) = &hand_candidate {
         local.stop(candidate, StopMode::Fast).await?;
     }
-    let maintenance_gap = load.longest_gap_within(run_window.0, run_window.1);
+    let maintenance_gap = (load.longest_gap_within)(run_window.0, run_window.1);
     let floor = floor.map(|(from, to, pause)| {
-        let gap = load.longest_gap_within(from, to);
+        let gap = (load.longest_gap_within)(from, to);
         FloorReport { max_commit_gap_ms: ms(gap), write_pause_ms: ms(pause), ratio: maintenance_gap.as_secs_f64() / gap.as_secs_f64().max(1e-6) }
     });
     Ok(BenchReport {
         strategy,
+        workload: args.workload,
         writers: args.writers,
         seconds: args.seconds,
         data_mb: args.data_mb,
-        acknowledged: load.acknowledged.len(),
+        acknowledged: load.acknowledged,
         client_errors: load.client_errors,
-        lost,
+        lost: load.lost,
         max_commit_gap_ms: ms(load.max_commit_gap),
         write_pause_ms: run.write_pause.map(ms),
         prepare_seconds,
@@ -228,7 +304,7 @@ fn ms(duration: Duration) -> f64 {
 
 fn print_human(report: &BenchReport) {
     println!("strategy            {}", report.strategy);
-    println!("writers             {} for {} s ({} MB of data)", report.writers, report.seconds, report.data_mb);
+    println!("clients             {} {:?} for {} s ({} MB of data)", report.writers, report.workload, report.seconds, report.data_mb);
     println!("acknowledged        {}", report.acknowledged);
     println!("client errors       {}", report.client_errors);
     println!("lost commits        {}", report.lost);

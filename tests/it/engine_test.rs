@@ -9,6 +9,7 @@ use pgmaint::engine::{DatabaseSpec, Engine, Failpoint, RunReport};
 use pgmaint::model::Reason;
 use pgmaint::provider::local::LocalProvider;
 use pgmaint::store::{InstanceRole, MaintenanceState, Store};
+use pgmaint::workload::pgbench::{self, Pgbench};
 use pgmaint::workload::{self, PrimaryWatch, Workload, WorkloadReport};
 
 use crate::harness::TestEnv;
@@ -232,4 +233,35 @@ async fn switchover_is_postponed_when_the_candidate_lacks_wal() {
     let record = engine.store().maintenance(maintenance.id).await.unwrap();
     assert_eq!(record.state, MaintenanceState::Ready, "a postponed maintenance waits for its next window");
     assert!(record.scheduled_for.unwrap() > Utc::now(), "not re-planned into the future");
+}
+
+/// pgbench's TPC-B-like script (libpq; BEGIN, three UPDATEs, a SELECT, an
+/// INSERT, END per transaction) through a switchover and a failover: no
+/// client aborted, no transaction failed, and every committed transaction's
+/// history row is on the new primary.
+#[tokio::test]
+async fn libpq_clients_running_tpcb_see_no_error_through_a_switchover_and_a_failover() {
+    let env = TestEnv::new("engine-tpcb");
+    let engine = engine(&env).await;
+    for (name, plan, reason, strategy) in [("ledger", "standard-0", Reason::OsPatch, "switchover"), ("books", "premium-0", Reason::Periodic, "failover")] {
+        engine.create_database(&spec(name, plan, None)).await.unwrap();
+        let url = engine.endpoint_url(name).await.unwrap();
+        pgbench::initialize(&env.bindir, &url).await.expect("pgbench -i");
+        let maintenance = engine.require_maintenance(name, reason, Utc::now() + chrono::Duration::days(1)).await.unwrap();
+        engine.prepare_maintenance(maintenance.id).await.unwrap();
+        let clients = Pgbench::start(&env.bindir, &url, 4, 5).expect("pgbench");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let run_started = std::time::Instant::now();
+        let report = engine.run_maintenance(maintenance.id).await.expect("maintenance");
+        let run_ended = std::time::Instant::now();
+        let bench = clients.wait().await.expect("pgbench ran");
+        assert_eq!(report.strategy.as_str(), strategy);
+        assert_eq!(report.outcome, "completed");
+        assert!(bench.exit_ok && bench.aborted_clients == 0 && bench.failed == 0, "{name}: pgbench saw errors: {:?}", bench.errors);
+        assert!(bench.transactions > 100, "{name}: pgbench barely ran: {} transactions", bench.transactions);
+        assert_eq!(bench.history_rows, bench.transactions, "{name}: committed transactions and history rows differ");
+        let gap = bench.longest_gap_within(run_started, run_ended);
+        assert!(gap > Duration::ZERO, "{name}: no commit gap measured around the maintenance");
+        eprintln!("{name} {strategy}: {} transactions, longest gap around it {gap:?}, pause {:?}", bench.transactions, report.write_pause);
+    }
 }

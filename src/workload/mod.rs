@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
+pub mod pgbench;
+
 /// The table writers insert into, created on the primary before they start.
 pub const AUDIT_TABLE: &str = "pgmaint_audit";
 
@@ -24,6 +26,9 @@ pub enum WorkloadError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("workload: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// An external workload program (pgbench) could not run or said something unexpected.
+    #[error("workload: {0}")]
+    Program(String),
 }
 
 struct WriterLog {
@@ -68,6 +73,11 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgre
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// The longest gap between two consecutive `times` (sorted) that overlaps `[from, to]`.
+fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+    times.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 
 /// Each writer of this process takes the next slot; its ids are slot * IDS_PER_WRITER + 1, + 2, ...
@@ -169,7 +179,7 @@ impl WorkloadReport {
     /// The longest gap between two consecutive commits that overlaps
     /// `[from, to]`: what writers felt of something done in that window.
     pub fn longest_gap_within(&self, from: Instant, to: Instant) -> Duration {
-        self.commit_times.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max().unwrap_or_default()
+        longest_gap(&self.commit_times, from, to)
     }
 
     /// Acknowledged ids missing from the server at `conninfo`.
