@@ -1,4 +1,4 @@
-//! Changing a database's plan or infrastructure (REFERENCE.md §4): `upgrade`,
+//! Changing a database's plan or infrastructure: `upgrade`,
 //! and the follower switchover's `databases unfollow` and `databases promote`.
 
 use std::io::{BufRead, IsTerminal, Write};

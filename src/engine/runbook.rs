@@ -42,7 +42,7 @@ pub enum Step {
     Restart,
     /// The restarted server serves again.
     WaitReady,
-    /// Stop the old primary at once (immediate): the fence, once the
+    /// Stop the old primary at once (every process frozen, then killed): the fence, once the
     /// candidate holds its WAL and before anything is promoted.
     Fence,
     /// The candidate received the old primary's WAL up to its durable end,

@@ -1,11 +1,11 @@
-//! Switchover and failover: the steps of the critical section of DESIGN.md
-//! (their order is declared in `runbook.rs`).
+//! Switchover and failover: the steps of the critical section (their order
+//! is declared in `runbook.rs`).
 //!
 //! Ahead of the window the candidate (a fresh replacement, or the HA standby)
 //! is a caught-up streaming replica. Then: CHECKPOINT the old primary, PAUSE
 //! the endpoint, confirm the candidate holds the old primary's WAL up to where
-//! it ended when the pause began, stop the old primary at once (the fence: an
-//! immediate stop, before anything is promoted), promote the candidate, prove
+//! it ended when the pause began, stop the old primary at once (the fence:
+//! every process frozen, then killed, before anything is promoted), promote the candidate, prove
 //! it takes writes, repoint the endpoint, RESUME. Then followers are
 //! repointed (or rebuilt), a failover gets a new HA standby, and the old
 //! primary stays stopped (retired). If the candidate cannot be shown to hold
@@ -24,9 +24,10 @@
 //! - `confirm_wal` waits until the candidate has received and flushed WAL up
 //!   to L: the candidate holds every acknowledged commit before the old
 //!   primary is touched.
-//! - `fence` stops the old primary with SIGQUIT and returns only when its
-//!   postmaster, which outlives all its children, is gone; `promote` comes
-//!   after. A runner promotes only after it confirmed and fenced in its own
+//! - `fence` freezes every process of the old primary (the postmaster first,
+//!   so it forks nothing more) and returns only when each is seen stopped,
+//!   whatever system call it was in finished, before killing them all;
+//!   `promote` comes after. A runner promotes only after it confirmed and fenced in its own
 //!   run (`Fencing`): a resumed runner confirms again, and when it finds the
 //!   old primary down and the candidate not promoted (its predecessor died
 //!   between the fence and the promotion; the candidate's replay must stand
@@ -36,7 +37,7 @@
 //!   once more.
 //! - WAL the old primary flushed after L by itself (autovacuum, checkpoints,
 //!   running-xacts records) may reach a follower and not the candidate before
-//!   the immediate stop: such a follower has WAL past the new timeline's start
+//!   the fence: such a follower has WAL past the new timeline's start
 //!   and could never follow it, so `repoint_followers` rebuilds it instead.
 
 use std::time::{Duration, Instant};
@@ -185,9 +186,10 @@ impl Engine {
         }
     }
 
-    /// `fence`: an immediate stop of the old primary, once this runner has
-    /// confirmed the candidate holds its WAL: no shutdown checkpoint to wait
-    /// for, since nothing the candidate lacks needs to be written any more.
+    /// `fence`: the old primary killed at once (`StopMode::Kill`), once this
+    /// runner has confirmed the candidate holds its WAL: no shutdown
+    /// checkpoint to wait for, since nothing the candidate lacks needs to be
+    /// written any more.
     pub(super) async fn fence(&self, switch: &Switch, fencing: &mut Fencing) -> EngineResult<Value> {
         if *fencing == Fencing::Unconfirmed {
             self.confirm_wal(switch, fencing).await?;
@@ -196,7 +198,7 @@ impl Engine {
             Fencing::Confirmed(end) => {
                 self.provider.stop(&switch.old, StopMode::Kill).await?;
                 *fencing = Fencing::Fenced;
-                Ok(json!({ "stopped": "immediate", "wal_end": end.to_string() }))
+                Ok(json!({ "stopped": "killed", "wal_end": end.to_string() }))
             }
             Fencing::Promoted => Ok(json!({ "already_promoted": true })),
             Fencing::Fenced => Ok(json!({ "already_fenced": true })),

@@ -1,4 +1,4 @@
-//! What a maintenance is for, and how it is carried out (DESIGN.md's strategy table).
+//! What a maintenance is for, and how it is carried out (the strategy table).
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,7 +95,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// DESIGN.md's table: kind of maintenance x tier x role. A plan change
+    /// The strategy table: kind of maintenance x tier x role. A plan change
     /// needs a server on the new plan, so it never fails over to the HA
     /// standby (that standby is on the old plan): it switches over to a
     /// replacement built on the new plan, or, in the essential tier that has

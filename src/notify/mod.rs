@@ -6,7 +6,7 @@
 //! at each configured lead time before it (7 days and 24 hours by default), when
 //! it starts, when it completes (with its duration and the write pause
 //! measured), when it fails or is postponed, and when it has to run outside the
-//! window. Every mail starts with the one-line status of REFERENCE.md §1 and,
+//! window. Every mail starts with the one-line maintenance status (as `info` shows it) and,
 //! when the event carries a time, has an `.ics` invite (UTC) so the slot lands
 //! in the owners' calendars and moves when the maintenance moves.
 //!

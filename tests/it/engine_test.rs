@@ -115,7 +115,7 @@ async fn switchover_repoints_endpoint_and_followers_without_loss() {
     assert_eq!(followers.detail["followers"][0]["how"], "repointed", "the follower was not repointed: {}", followers.detail);
 }
 
-/// The fence is an immediate stop once the candidate holds the WAL read
+/// The fence kills the old primary once the candidate holds the WAL read
 /// inside the pause: WAL the old primary writes by itself in between may
 /// reach a follower and not the candidate. Here the window is widened (a
 /// stall before `fence`) and such WAL made on purpose: the follower, past the

@@ -1,4 +1,4 @@
-//! Changing a database's plan (REFERENCE.md §4) through the real binary and
+//! Changing a database's plan through the real binary and
 //! an in-process API over real servers, each under writers, audited:
 //! - essential: `upgrade` copies at once; writes are refused (25006), never
 //!   lost, and resume on the new server;

@@ -509,11 +509,23 @@ impl Template {
     }
 }
 
+/// initdb with 1 MB WAL segments instead of 16 MB. A promotion copies the
+/// last segment of the old timeline, up to the switch point and zero-filled
+/// beyond, to the new timeline and syncs it, and creates the next segment too
+/// when the switch point is past three quarters of its segment: all while
+/// clients are paused. Measured on this kind of machine: promotion 22-31 ms
+/// with 16 MB segments (20 ms of it that copy), 6-11 ms with 1 MB; in the
+/// switchover bench, pgmaint's write pause went from 42-63 ms to 27-31 ms.
+/// The size only has to agree between a server and its physical replicas
+/// (pg_basebackup copies it); copies between servers go through pg_dump.
+const WAL_SEGMENT_MB: &str = "1";
+
 async fn initdb(user: &ServerUser, bindir: &Path, data: &Path, cwd: &Path, no_sync: bool) -> Result<(), ProviderError> {
     let mut cmd = user.command(&bindir.join("initdb"), cwd);
     cmd.arg("-D")
         .arg(data)
         .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"])
+        .arg(format!("--wal-segsize={WAL_SEGMENT_MB}"))
         .env("LC_ALL", "C");
     if no_sync {
         cmd.arg("--no-sync");
