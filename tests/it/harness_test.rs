@@ -23,6 +23,18 @@ async fn server_life_cycle_keeps_committed_data() {
     let count: i64 = connect(&server).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
     assert_eq!(count, 2, "committed rows lost across restart and kill -9");
 
+    // The fence: every process frozen, then killed. A session it had no
+    // longer answers, the pid file stays (as after a crash), and a start
+    // right away removes the stale lock files and recovers.
+    let session = connect(&server).await;
+    server.stop(StopMode::Kill).await.unwrap();
+    assert!(session.simple_query("SELECT 1").await.is_err(), "a session of the killed server still answers");
+    assert!(server.data_dir().join("postmaster.pid").exists(), "the kill left no pid file: was it a clean stop?");
+    assert!(!server.is_running().await.unwrap(), "running after the kill");
+    server.start().await.unwrap();
+    let count: i64 = connect(&server).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(count, 2, "committed rows lost across the kill");
+
     server.stop(StopMode::Fast).await.unwrap();
     server.stop(StopMode::Fast).await.unwrap(); // stopping twice is fine
     let control = server.control_data().await.unwrap();

@@ -31,7 +31,10 @@ struct TaskState {
 impl TaskState {
     /// `None` once the process is gone.
     fn read(pid: i32) -> Option<TaskState> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        TaskState::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    fn parse(text: &str) -> Option<TaskState> {
         // `pid (comm) state ppid pgrp session tty_nr tpgid flags ...`; comm may hold anything.
         let mut fields = text.get(text.rfind(')')? + 1..)?.split_whitespace();
         let state = fields.next()?.chars().next()?;
@@ -572,6 +575,19 @@ fn parse_control_data(text: &str) -> Result<ControlData, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_task_state_whatever_its_command_name() {
+        let stopped = TaskState::parse("4242 (post (gres) x) T 1 4242 4242 0 -1 4194560 120 0").unwrap();
+        assert!(stopped.frozen() && !stopped.cannot_act());
+        let exiting = TaskState::parse("4243 (postgres) R 1 4243 4243 0 -1 4194564 120 0").unwrap();
+        assert!(exiting.cannot_act() && exiting.frozen(), "PF_EXITING (0x4) is set in 4194564");
+        let zombie = TaskState::parse("4244 (postgres) Z 1 4244 4244 0 -1 4194560 0 0").unwrap();
+        assert!(zombie.cannot_act());
+        let me = TaskState::read(std::process::id() as i32).expect("this process's own stat");
+        assert!(!me.frozen() && !me.cannot_act(), "this process, running, read as state {} flags {:#x}", me.state, me.flags);
+        assert!(TaskState::parse("4245 (postgres").is_none());
+    }
 
     #[test]
     fn parses_pg_controldata_output() {
