@@ -737,8 +737,7 @@ mod tests {
 
     #[test]
     fn options_debug_hides_passwords() {
-        let mut options = LabOptions::default();
-        options.pgmaint_role = Some(LabRole { name: "pgmaint".into(), password: "role-secret".into() });
+        let options = LabOptions { pgmaint_role: Some(LabRole { name: "pgmaint".into(), password: "role-secret".into() }), ..LabOptions::default() };
         let shown = format!("{options:?}");
         assert!(!shown.contains(&options.superuser_password) && !shown.contains("role-secret"), "{shown}");
     }

@@ -68,6 +68,7 @@ pub enum BenchWorkload {
 }
 
 /// The clients running through the endpoint.
+#[expect(clippy::large_enum_variant, reason = "one value per run: boxing would buy nothing")]
 enum Load {
     Writers(Workload),
     Tpcb(Pgbench),

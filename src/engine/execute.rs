@@ -35,6 +35,7 @@ pub(super) struct Scene {
 }
 
 /// The servers a runbook acts on, by location.
+#[expect(clippy::large_enum_variant, reason = "one value per run: boxing would buy nothing")]
 pub(super) enum Servers {
     /// A restart: the database's current server.
     InPlace { location: String, is_follower: bool },

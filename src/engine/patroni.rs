@@ -442,7 +442,7 @@ impl Engine {
                     Some(format!("state {}", member.state))
                 } else if member.timeline != leader.timeline {
                     Some(format!("timeline {:?}, the leader's {:?}", member.timeline, leader.timeline))
-                } else if !lag.is_some_and(|lag| lag <= max_lag) {
+                } else if lag.is_none_or(|lag| lag > max_lag) {
                     Some(format!("lag {lag:?} over maximum_lag_on_failover {max_lag}"))
                 } else {
                     None
