@@ -313,12 +313,17 @@ impl Cluster {
         if !signal_group(postmaster, nix::sys::signal::Signal::SIGSTOP, false) {
             return Ok(()); // gone meanwhile
         }
-        self.wait_for_tasks("the postmaster to freeze", &[postmaster], TaskState::frozen).await?;
+        let postmaster_frozen = self.wait_for_tasks("the postmaster to freeze", &[postmaster], TaskState::frozen).await;
         let children = process_children(postmaster);
         for child in &children {
             signal_group(*child, nix::sys::signal::Signal::SIGSTOP, true);
         }
-        let frozen = self.wait_for_tasks("the server's processes to freeze", &children, TaskState::frozen).await;
+        let frozen = match postmaster_frozen {
+            Ok(()) => self.wait_for_tasks("the server's processes to freeze", &children, TaskState::frozen).await,
+            Err(error) => Err(error),
+        };
+        // Killed even when a freeze timed out (a task stuck in the kernel):
+        // nothing is left frozen, and the caller learns the fence is unproven.
         for child in &children {
             signal_group(*child, nix::sys::signal::Signal::SIGKILL, true);
         }
