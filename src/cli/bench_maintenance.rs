@@ -80,7 +80,14 @@ struct Felt {
     client_errors: usize,
     lost: usize,
     max_commit_gap: Duration,
-    longest_gap_within: Box<dyn Fn(Instant, Instant) -> Duration + Send>,
+    /// When each commit returned, in order.
+    commit_times: Vec<Instant>,
+}
+
+impl Felt {
+    fn longest_gap_within(&self, from: Instant, to: Instant) -> Duration {
+        workload::longest_gap(&self.commit_times, from, to)
+    }
 }
 
 impl Load {
@@ -104,7 +111,7 @@ impl Load {
                     client_errors: load.client_errors,
                     lost,
                     max_commit_gap: load.max_commit_gap,
-                    longest_gap_within: Box::new(move |from, to| load.longest_gap_within(from, to)),
+                    commit_times: load.commit_times,
                 }
             }
             Load::Tpcb(pgbench) => {
@@ -118,7 +125,7 @@ impl Load {
                     client_errors: usize::try_from(report.failed).unwrap_or(usize::MAX) + report.aborted_clients + refused,
                     lost: usize::try_from(report.lost()).unwrap_or(usize::MAX),
                     max_commit_gap: report.max_commit_gap,
-                    longest_gap_within: Box::new(move |from, to| report.longest_gap_within(from, to)),
+                    commit_times: report.commit_times,
                 }
             }
         })
@@ -260,9 +267,9 @@ async fn measure(engine: &Engine, data_dir: &Path, strategy: Strategy, args: &Be
     if let Some(candidate) = &hand_candidate {
         local.stop(candidate, StopMode::Fast).await?;
     }
-    let maintenance_gap = (load.longest_gap_within)(run_window.0, run_window.1);
+    let maintenance_gap = load.longest_gap_within(run_window.0, run_window.1);
     let floor = floor.map(|(from, to, pause)| {
-        let gap = (load.longest_gap_within)(from, to);
+        let gap = load.longest_gap_within(from, to);
         FloorReport { max_commit_gap_ms: ms(gap), write_pause_ms: ms(pause), ratio: maintenance_gap.as_secs_f64() / gap.as_secs_f64().max(1e-6) }
     });
     Ok(BenchReport {

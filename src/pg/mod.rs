@@ -36,13 +36,18 @@ const PROMOTE_REPEAT: Duration = Duration::from_millis(4);
 
 /// `user@host:port/dbname` of a connection's settings, for errors: no password.
 pub(crate) fn describe(config: &tokio_postgres::Config) -> String {
+    let (host, port) = host_and_port(config);
+    format!("{}@{host}:{port}/{}", config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""))
+}
+
+/// The first host (a name, an address or a socket directory) and port of a connection's settings.
+pub(crate) fn host_and_port(config: &tokio_postgres::Config) -> (String, u16) {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(dir)) => dir.display().to_string(),
         None => "localhost".to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{}@{host}:{port}/{}", config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""))
+    (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
 /// One connection to a managed server.

@@ -76,7 +76,7 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, tokio_postgre
 }
 
 /// The longest gap between two consecutive `times` (sorted) that overlaps `[from, to]`.
-fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+pub fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
     times.windows(2).filter(|w| w[1] >= from && w[0] <= to).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 

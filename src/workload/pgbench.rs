@@ -65,17 +65,12 @@ fn program(bindir: &Path) -> PathBuf {
 /// pgbench's connection arguments and the password, from a connection string.
 fn connection(conninfo: &str) -> Result<(Vec<String>, Option<String>), WorkloadError> {
     let config: tokio_postgres::Config = conninfo.parse().map_err(WorkloadError::Postgres)?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(tokio_postgres::config::Host::Unix(dir)) => dir.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let (host, port) = crate::pg::host_and_port(&config);
     let args = vec![
         "-h".into(),
         host,
         "-p".into(),
-        port,
+        port.to_string(),
         "-U".into(),
         config.get_user().unwrap_or("postgres").to_string(),
         config.get_dbname().unwrap_or("postgres").to_string(),
