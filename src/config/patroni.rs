@@ -21,7 +21,18 @@ impl Loader<'_> {
             None => {
                 return Err(ConfigError::Missing {
                     file: self.file.to_string(),
-                    line: self.section_line("patroni", &[&p.pg_password_file, &p.rest_user, &p.host_hook]),
+                    line: self.section_line(
+                        "patroni",
+                        &[
+                            &p.pg_password_file,
+                            &p.rest_user,
+                            &p.rest_password_file,
+                            &p.rest_ca_file,
+                            &p.host_hook,
+                            &p.max_lag,
+                            &p.member_timeout,
+                        ],
+                    ),
                     section: "patroni".to_string(),
                     key: "pg_user".to_string(),
                     problem: "the role pgmaint logs in as on adopted clusters, e.g. pg_user = \"pgmaint\"".to_string(),
@@ -83,6 +94,11 @@ mod tests {
     fn patroni_errors_name_the_key() {
         let missing = parse("[patroni]\nhost_hook = \"true\"\n").unwrap_err();
         assert!(missing.contains("missing key \"pg_user\" in [patroni]"), "{missing}");
+        // Without a header, the line of whichever of its keys comes first (found by proptest).
+        for key in ["rest_password_file = \"\"", "rest_ca_file = \"/ca\"", "max_lag = 1", "member_timeout = \"1m\""] {
+            let dotted = parse(&format!("maintenance.retire_grace = \"0ms\"\npatroni.{key}\n")).unwrap_err();
+            assert!(dotted.starts_with("t.toml:2: missing key \"pg_user\""), "{dotted}");
+        }
         let half = parse("[patroni]\npg_user = \"p\"\nrest_user = \"a\"\n").unwrap_err();
         assert!(half.contains("t.toml:3") && half.contains("rest_user needs rest_password_file"), "{half}");
         let lag = parse("[patroni]\npg_user = \"p\"\nmax_lag = \"1MB\"\n").unwrap_err();
