@@ -20,8 +20,8 @@ pub async fn engine(env: &TestEnv) -> Engine {
     let store = Store::connect(&state.url("postgres")).await.expect("state store");
     let data_dir = env.dir.join("d");
     let provider = LocalProvider::open(&data_dir).await.expect("provider");
+    env.track_data_dir(&data_dir);
     let endpoint = PgBouncer::at(data_dir.join("bouncer"), env.user.clone()).with_listen(&[env.endpoint]).expect("listen address");
-    env.track_pidfile(endpoint.pid_file());
     Engine::new(store, std::sync::Arc::new(provider), endpoint, "test")
 }
 

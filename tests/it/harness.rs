@@ -67,8 +67,8 @@ pub struct TestEnv {
     pub user: ServerUser,
     clusters: Mutex<Vec<Cluster>>,
     pidfiles: Mutex<Vec<PathBuf>>,
-    /// Data directories of daemons started as processes: their servers are stopped at the end.
-    daemon_dirs: Mutex<Vec<PathBuf>>,
+    /// pgmaint data directories (a daemon's or the test's engine's): their servers are stopped at the end.
+    data_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl TestEnv {
@@ -87,7 +87,7 @@ impl TestEnv {
             user,
             clusters: Mutex::new(Vec::new()),
             pidfiles: Mutex::new(Vec::new()),
-            daemon_dirs: Mutex::new(Vec::new()),
+            data_dirs: Mutex::new(Vec::new()),
         }
     }
 
@@ -127,11 +127,15 @@ impl TestEnv {
         format!("\n[endpoint]\nlisten = [\"{}\"]\n", self.endpoint)
     }
 
-    /// Stops, when the test ends, every server a daemon process made under
-    /// `data_dir` (`instances/*`) and its PgBouncer: servers outlive their daemon.
-    pub fn track_daemon_dir(&self, data_dir: &Path) {
-        self.daemon_dirs.lock().unwrap().push(data_dir.to_path_buf());
-        self.track_pidfile(data_dir.join("bouncer").join("pgbouncer.pid"));
+    /// Stops, when the test ends, every server pgmaint made under `data_dir`
+    /// (`instances/*`) and its PgBouncer, whether a daemon process or the
+    /// test's own engine made them: servers outlive their daemon.
+    pub fn track_data_dir(&self, data_dir: &Path) {
+        let mut dirs = self.data_dirs.lock().unwrap();
+        if !dirs.iter().any(|dir| dir == data_dir) {
+            dirs.push(data_dir.to_path_buf());
+            self.track_pidfile(data_dir.join("bouncer").join("pgbouncer.pid"));
+        }
     }
 
     /// A running etcd + Patroni cluster of `members` under `DIR/lab`, on ports
@@ -163,7 +167,7 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let mut clusters = std::mem::take(&mut *self.clusters.lock().unwrap());
-        for data_dir in self.daemon_dirs.lock().unwrap().iter() {
+        for data_dir in self.data_dirs.lock().unwrap().iter() {
             let instances = std::fs::read_dir(data_dir.join("instances")).into_iter().flatten().flatten();
             clusters.extend(instances.map(|entry| Cluster::at(entry.path(), &self.bindir, self.user.clone())));
         }

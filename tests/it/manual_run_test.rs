@@ -35,7 +35,7 @@ impl DaemonProcess {
 
     /// The same with `PGMAINT_FAILPOINT` set (the daemon exits at it).
     pub(crate) fn start_with_failpoint(env: &TestEnv, config: &Path, data_dir: &Path, failpoint: Option<&str>) -> DaemonProcess {
-        env.track_daemon_dir(data_dir);
+        env.track_data_dir(data_dir);
         let log = env.dir.join("daemon.log");
         let mut child = Command::new(BIN);
         child
