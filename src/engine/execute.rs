@@ -235,7 +235,7 @@ impl Engine {
             (Recovery::StartServer, Servers::InPlace { location, .. }) => {
                 self.provider.start(location, StartWait::UntilServing).await.map_err(EngineError::from)
             }
-            (Recovery::ForwardOrBack, Servers::Switch(switch)) => self.forward_or_back(run, switch, &mut scene.admin).await,
+            (Recovery::ForwardOrBack, Servers::Switch(switch)) => self.forward_or_back(run, switch, scene.fencing, &mut scene.admin).await,
             (Recovery::FollowLeader, Servers::Patroni(api)) => self.route_to_leader(run, api, &mut scene.admin).await.map(drop),
             (Recovery::CallOffCopy, Servers::Copy { old, target, .. }) => self.call_off_copy(run, old, target).await,
             (Recovery::ForwardIfAdopted, Servers::Copy { old, target, .. }) => {
@@ -259,12 +259,22 @@ impl Engine {
     /// A switch failed while paused. Observe, then leave exactly one writable
     /// primary: forward if the candidate was promoted, back to the old
     /// primary if it was not.
-    async fn forward_or_back(&self, run: &mut Run, switch: &Switch, admin: &mut AdminConsole) -> EngineResult<()> {
-        let promoted = match switch.candidate_server.is_in_recovery().await {
-            Ok(in_recovery) => !in_recovery,
-            // Cannot tell: never restart the old primary on a guess.
-            Err(_) => true,
+    ///
+    /// Once this runner fenced the old primary it may have asked for the
+    /// promotion, which can still be under way while the candidate says it
+    /// is in recovery (a lost connection, a timeout): its replay must stand
+    /// still first, as for a resumed runner (see `confirm_wal`), or the old
+    /// primary could be started beside a candidate that goes on to promote.
+    async fn forward_or_back(&self, run: &mut Run, switch: &Switch, fencing: Fencing, admin: &mut AdminConsole) -> EngineResult<()> {
+        let candidate = &switch.candidate_server;
+        let observed = async {
+            if candidate.is_in_recovery().await? && fencing == Fencing::Fenced {
+                self.replay_settled(candidate).await?;
+            }
+            Ok::<bool, EngineError>(!candidate.is_in_recovery().await?)
         };
+        // Cannot tell: never restart the old primary on a guess.
+        let promoted = observed.await.unwrap_or(true);
         if promoted {
             return self.step(run, Step::Repoint, async |engine: &Engine, run: &mut Run| engine.adopt_candidate(run, &switch.candidate, &switch.route, admin).await).await;
         }

@@ -34,7 +34,7 @@ pub use copy::DEFAULT_COPY_WORKERS;
 pub use control::{
     AppView, CreateDatabase, DatabaseInfo, DatabaseSummary, HistoryEntry, MaintenanceStatus, MaintenanceView, Role, StoreGauges, WindowStatus,
 };
-pub use failpoint::{Failpoint, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
+pub use failpoint::{Failpoint, FailpointReached, Phase, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 pub use fleet::DatabaseSpec;
 pub use follower::{Fate, FollowerFate, Promotion, CAUGHT_UP_COMMITS};
 pub use releases::{
@@ -71,6 +71,9 @@ pub enum EngineError {
     Pg(#[from] PgError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// A step made to fail by a test's failpoint.
+    #[error(transparent)]
+    Failpoint(#[from] FailpointReached),
     /// Bad input: the request can never succeed as given.
     #[error("{0}")]
     Invalid(String),
@@ -120,6 +123,7 @@ impl EngineError {
             | EngineError::Provider(_)
             | EngineError::Pg(_)
             | EngineError::Endpoint(_)
+            | EngineError::Failpoint(_)
             | EngineError::Recovery { .. }
             | EngineError::Hook(_) => {
                 ErrorKind::Failed
@@ -233,9 +237,10 @@ impl Engine {
         self.provider.as_ref()
     }
 
-    async fn failpoint(&self, step: &str, phase: Phase) {
-        if let Some(failpoint) = &self.failpoint {
-            failpoint.hit(step, phase).await;
+    async fn failpoint(&self, step: &str, phase: Phase) -> Result<(), FailpointReached> {
+        match &self.failpoint {
+            Some(failpoint) => failpoint.hit(step, phase).await,
+            None => Ok(()),
         }
     }
 }

@@ -257,10 +257,16 @@ impl Engine {
             }
             None => self.store.record_step(run.claim, name, StepStatus::Intent, json!({})).await?,
         }
-        self.failpoint(name, Phase::Before).await;
-        match act(self, run).await {
+        let acted = match self.failpoint(name, Phase::Before).await {
+            Ok(()) => act(self, run).await,
+            Err(failed) => Err(failed.into()),
+        };
+        let acted = match acted {
+            Ok(detail) => self.failpoint(name, Phase::After).await.map(|()| detail).map_err(EngineError::from),
+            failed => failed,
+        };
+        match acted {
             Ok(detail) => {
-                self.failpoint(name, Phase::After).await;
                 self.record_outcome(run, step, detail).await?;
                 run.done.insert(step);
                 run.timings.push((name.to_string(), started.elapsed()));

@@ -170,7 +170,7 @@ impl Engine {
     /// the promotion: a promotion ends soon after replay reaches the end of
     /// the WAL received, so once replay stands still, `pg_is_in_recovery`
     /// tells a promotion under way from none.
-    async fn replay_settled(&self, candidate: &Server) -> EngineResult<()> {
+    pub(super) async fn replay_settled(&self, candidate: &Server) -> EngineResult<()> {
         let deadline = Instant::now() + WAL_CONFIRM_TIMEOUT;
         let mut last = candidate.replayed_lsn().await?;
         loop {

@@ -193,9 +193,9 @@ impl WorkloadReport {
 
 /// Samples servers and records the most that were writable at the same time.
 ///
-/// A sample asks every server `pg_is_in_recovery()` concurrently and counts
-/// only if all answers came back within `CONCLUSIVE_SAMPLE`: then two "no"
-/// answers mean two servers really took writes within a few milliseconds of
+/// A sample asks every server whether it takes writes (`TAKES_WRITES`)
+/// concurrently and counts only if all answers came back within
+/// `CONCLUSIVE_SAMPLE`: then two "yes" answers mean two servers really took writes within a few milliseconds of
 /// each other, far less than the fence-to-promotion interval of a switch.
 /// Slower samples are inconclusive and not counted.
 pub struct PrimaryWatch {
@@ -205,6 +205,12 @@ pub struct PrimaryWatch {
 }
 
 const CONCLUSIVE_SAMPLE: Duration = Duration::from_millis(5);
+
+/// `f` when the server takes writes into the watched database: it is not in
+/// recovery, and the database is not made read-only for new sessions (as a
+/// copy's source is while it is copied).
+const TAKES_WRITES: &str = "SELECT pg_is_in_recovery() OR EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+     WHERE d.datname = current_database() AND s.setrole = 0 AND 'default_transaction_read_only=on' = ANY(s.setconfig))";
 
 impl PrimaryWatch {
     /// Watches the servers at `conninfos` every few milliseconds.
@@ -230,7 +236,7 @@ impl PrimaryWatch {
                 let started = Instant::now();
                 let answers = futures_util::future::join_all(clients.iter().map(|(conninfo, slot)| async move {
                     let client = slot.as_ref()?;
-                    let rows = client.simple_query("SELECT pg_is_in_recovery()").await.ok()?;
+                    let rows = client.simple_query(TAKES_WRITES).await.ok()?;
                     let primary = rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("f")));
                     primary.then(|| conninfo.clone())
                 }))

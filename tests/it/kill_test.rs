@@ -1,12 +1,14 @@
 //! Kill drills: the daemon dies at every step boundary of every strategy, a
 //! new daemon process finishes the job, and the audit finds nothing lost and
-//! never two writable primaries.
+//! never two writable primaries. Failure drills: a step that undoes on
+//! failure fails at each of its boundaries, and its declared recovery leaves
+//! one writable server, routed to, under the same audit.
 
-use std::process::Command;
+use tokio::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use pgmaint::engine::runbook::Runbook;
+use pgmaint::engine::runbook::{Recovery, Runbook};
 use pgmaint::engine::{Engine, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 use pgmaint::model::Reason;
 use pgmaint::store::{AppHooks, InstanceRole, MaintenanceRecord, MaintenanceState};
@@ -15,8 +17,8 @@ use pgmaint::workload::{self, PrimaryWatch, Workload};
 use crate::engine_test::{engine, spec};
 use crate::harness::TestEnv;
 
-/// Runs `pgmaint daemon --once` against the test's fleet, with an optional failpoint.
-fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> std::process::Output {
+/// `pgmaint daemon --once` against the test's fleet, with an optional failpoint.
+fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> Command {
     let config = env.dir.join("drill.toml");
     std::fs::write(&config, env.endpoint_config()).expect("drill config");
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgmaint"));
@@ -31,7 +33,7 @@ fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> std::
         Some(fp) => command.env(FAILPOINT_ENV, fp),
         None => command.env_remove(FAILPOINT_ENV),
     };
-    command.output().expect("run pgmaint daemon")
+    command
 }
 
 /// Every server the database has now, for the writable watch.
@@ -46,9 +48,12 @@ async fn watch_servers(engine: &Engine, watch: &PrimaryWatch, database_id: i64) 
 
 /// For each failpoint: require a maintenance, kill the daemon there, run a
 /// fresh daemon, check the maintenance completed and then what `check` says
-/// of it. Writers run throughout on `writes_to` (the maintained database
-/// itself, or a follower's leader); no two servers of the maintained
-/// database are ever writable at once.
+/// of it. Writers run on `writes_to` (the maintained database itself, or a
+/// follower's leader) and a watch checks that no two servers of the
+/// maintained database are writable at once, but both stand still while a
+/// daemon process runs (it is waited for on the test's one thread): what
+/// they check is what survives from one run to the next. The failure drills
+/// below run theirs concurrently.
 async fn drill_with(
     env: &TestEnv,
     engine: &Engine,
@@ -69,7 +74,7 @@ async fn drill_with(
         let database_id = maintenance.database_id;
         watch_servers(engine, &watch, database_id).await;
         engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the kill drill")).await.unwrap();
-        let killed = daemon_once(env, &state_url, Some(failpoint));
+        let killed = daemon_once(env, &state_url, Some(failpoint)).as_std_mut().output().expect("run pgmaint daemon");
         if failpoint.ends_with(":panic") {
             // A panic ends the maintenance's task, not the daemon: it logs it and leaves the work unfinished.
             let stderr = String::from_utf8_lossy(&killed.stderr);
@@ -84,7 +89,7 @@ async fn drill_with(
             );
         }
         watch_servers(engine, &watch, database_id).await;
-        let finished = daemon_once(env, &state_url, None);
+        let finished = daemon_once(env, &state_url, None).as_std_mut().output().expect("run pgmaint daemon");
         assert!(finished.status.success(), "{failpoint}: resuming daemon failed: {}", String::from_utf8_lossy(&finished.stderr));
         let record = engine.store().maintenance(maintenance.id).await.unwrap();
         assert_eq!(record.state, MaintenanceState::Completed, "{failpoint}: maintenance ended {:?} ({:?})", record.state, record.error);
@@ -156,6 +161,72 @@ fn changing_plan<'a>(engine: &'a Engine, database_id: i64, tier: &'a str, strate
         let plan = format!("{tier}-{}", sizes.get());
         engine.store().insert_maintenance(database_id, "plan-change", strategy, Utc::now(), Some(&plan)).await.unwrap()
     }
+}
+
+/// Both boundaries of every step of `runbook` whose failure is undone by a
+/// recovery (not merely retried later), as failpoints.
+fn recovered_boundaries(runbook: Runbook) -> Vec<String> {
+    let undone = runbook.steps().iter().filter(|declared| declared.recovery != Recovery::Retry);
+    undone.flat_map(|declared| [format!("{}:before", declared.step), format!("{}:after", declared.step)]).collect()
+}
+
+/// For each boundary of [`recovered_boundaries`]: require a maintenance, run
+/// a daemon whose step fails there once. The maintenance fails with that
+/// error (its recovery succeeded), and the database is left on one writable
+/// server: the candidate for the boundaries in `forward`, else the one it
+/// had. Writers and the watch run throughout, the daemon included: nothing
+/// is lost, no two servers are ever writable at once, and clients see no
+/// error but a copy's read-only refusals.
+async fn failure_drill(env: &TestEnv, engine: &Engine, name: &str, runbook: Runbook, require: impl AsyncFn() -> MaintenanceRecord, forward: &[&str]) {
+    let state_url = env.dir.join("state").display().to_string();
+    let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
+    let url = engine.endpoint_url(name).await.unwrap();
+    workload::prepare(&url).await.unwrap();
+    let watch = PrimaryWatch::start(Vec::new());
+    let writers = Workload::start(&url, 4);
+    let boundaries = recovered_boundaries(runbook);
+    assert!(forward.iter().all(|f| boundaries.iter().any(|b| b == f)), "{forward:?} are not boundaries of {boundaries:?}");
+    for boundary in &boundaries {
+        let maintenance = require().await;
+        let database_id = maintenance.database_id;
+        let had = engine.store().current_instance(database_id).await.unwrap();
+        watch_servers(engine, &watch, database_id).await;
+        engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the failure drill")).await.unwrap();
+        let ran = daemon_once(env, &state_url, Some(&format!("{boundary}:fail"))).output().await.expect("run pgmaint daemon");
+        assert!(ran.status.success(), "{boundary}: the daemon failed: {}", String::from_utf8_lossy(&ran.stderr));
+        let record = engine.store().maintenance(maintenance.id).await.unwrap();
+        let error = record.error.clone().unwrap_or_default();
+        assert_eq!(record.state, MaintenanceState::Failed, "{boundary}: maintenance ended {:?} ({error})", record.state);
+        assert!(error.contains(&format!("failpoint {boundary} reached")) && !error.contains("recovery failed"), "{boundary}: {error}");
+        watch_servers(engine, &watch, database_id).await;
+        let current = engine.store().current_instance(database_id).await.unwrap();
+        let expected = match forward.contains(&boundary.as_str()) {
+            true => record.candidate_id.expect("a candidate"),
+            false => had.id,
+        };
+        assert_eq!(current.id, expected, "{boundary}: the database's server (forward: {})", forward.contains(&boundary.as_str()));
+        let server = crate::harness::connect_conninfo(&engine.provider().address(&current.location).conninfo("postgres")).await;
+        assert_eq!(crate::copy_test::scalar(&server, "SELECT pg_is_in_recovery()").await, "f", "{boundary}: the current server is writable");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load = writers.stop().await.unwrap();
+    let (most_writable, _) = watch.stop().await.unwrap();
+    assert!(most_writable <= 1, "{most_writable} writable primaries at once");
+    let lost = load.lost_on(&url).await.unwrap();
+    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
+    assert!(load.acknowledged.len() > 100, "the writers wrote through the drill: {} commits", load.acknowledged.len());
+    eprintln!("{name}: {} failed steps recovered, {} commits, max commit gap {:?}", boundaries.len(), load.acknowledged.len(), load.max_commit_gap);
+}
+
+#[tokio::test]
+async fn a_switchover_or_a_restart_failing_at_any_undone_step_leaves_one_writable_server() {
+    let env = TestEnv::new("fail-switchover");
+    let engine = engine(&env).await;
+    engine.create_database(&spec("shop", "standard-0", None)).await.unwrap();
+    let promoted = ["promote:after", "repoint:before", "repoint:after"];
+    failure_drill(&env, &engine, "shop", Runbook::Switchover, requiring(&engine, "shop", Reason::OsPatch), &promoted).await;
+    failure_drill(&env, &engine, "shop", Runbook::Restart, requiring(&engine, "shop", Reason::Settings), &[]).await;
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ const MAX_SOCKET_PATH: usize = 100;
 pub const DEFAULT_PORT: u16 = 5432;
 /// The kernel's per-task flag for a task inside `do_exit` (include/linux/sched.h).
 const PF_EXITING: u64 = 0x4;
+/// How long a postmaster started without waiting may take to write its pid
+/// file (it reads its configuration first; a bad one makes it exit instead).
+const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `/proc/<pid>/stat` says of one process.
 struct TaskState {
@@ -402,7 +405,19 @@ impl Cluster {
         self.remove_stale_lock_files()?;
         let mut start = self.pg_ctl();
         start.args(["start", "-W", "-s", "-D"]).arg(self.data_dir()).arg("-l").arg(self.log_file());
-        run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
+        run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))?;
+        // `pg_ctl -W` returns before the postmaster writes its pid file, and
+        // until it has, a start or a stop would not see this server running
+        // (a second postmaster would be started beside it).
+        let deadline = tokio::time::Instant::now() + PID_FILE_TIMEOUT;
+        while self.live_postmaster().is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                let waited = format!("no postmaster wrote {} within {PID_FILE_TIMEOUT:?}", self.data_dir().join("postmaster.pid").display());
+                return Err(ProviderError::Command { program: "pg_ctl start".into(), status: "started".into(), stderr: waited }.with_log(&self.log_file()));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
     }
 
     /// Fast restart: disconnects clients, checkpoints, starts again, waits until ready.
