@@ -24,6 +24,10 @@ const PF_EXITING: u64 = 0x4;
 /// How long a postmaster started without waiting may take to write its pid
 /// file (it reads its configuration first; a bad one makes it exit instead).
 const PID_FILE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a start may take to serve (`pg_ctl start -t`).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// The line of `postmaster.pid` (from 0) with the postmaster's status.
+const PM_STATUS_LINE: usize = 7;
 
 /// What `/proc/<pid>/stat` says of one process.
 struct TaskState {
@@ -261,12 +265,32 @@ impl Cluster {
     /// standby, until it is consistent). Already running is fine.
     pub async fn start(&self) -> Result<(), ProviderError> {
         if self.is_running().await? {
-            return Ok(());
+            // Started by someone else (a start without waiting, say): serving once it says so.
+            return self.wait_until_serving().await;
         }
         self.remove_stale_lock_files()?;
         let mut start = self.pg_ctl();
-        start.args(["start", "-w", "-t", "120", "-s", "-D"]).arg(self.data_dir()).arg("-l").arg(self.log_file());
+        start.args(["start", "-w", "-t", &START_TIMEOUT.as_secs().to_string(), "-s", "-D"]).arg(self.data_dir()).arg("-l").arg(self.log_file());
         run(start, "pg_ctl start").await.map_err(|e| e.with_log(&self.log_file()))
+    }
+
+    /// Waits until the running postmaster says in its pid file that it
+    /// serves (`ready`, or `standby` for a standby that is consistent), as
+    /// `pg_ctl start -w` does.
+    async fn wait_until_serving(&self) -> Result<(), ProviderError> {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let status = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.lines().nth(PM_STATUS_LINE).map(|l| l.trim().to_string()));
+            if matches!(status.as_deref(), Some("ready" | "standby")) {
+                return Ok(());
+            }
+            if self.live_postmaster().is_none() || tokio::time::Instant::now() >= deadline {
+                let why = format!("the server did not come to serve (pid file status {status:?})");
+                return Err(ProviderError::Command { program: "pg_ctl start".into(), status: "started".into(), stderr: why }.with_log(&self.log_file()));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Stops the server; already stopped is fine.
