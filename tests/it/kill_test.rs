@@ -12,13 +12,14 @@ use pgmaint::engine::runbook::{Recovery, Runbook};
 use pgmaint::engine::{Engine, FAILPOINT_ENV, FAILPOINT_EXIT_CODE};
 use pgmaint::model::Reason;
 use pgmaint::store::{AppHooks, InstanceRole, MaintenanceRecord, MaintenanceState};
-use pgmaint::workload::{self, PrimaryWatch, Workload};
+use pgmaint::workload::{self, PrimaryWatch, Workload, WorkloadReport};
 
 use crate::engine_test::{engine, spec};
 use crate::harness::TestEnv;
 
 /// `pgmaint daemon --once` against the test's fleet, with an optional failpoint.
-fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> Command {
+fn daemon_once(env: &TestEnv, failpoint: Option<&str>) -> Command {
+    let state_url = format!("postgresql://postgres@localhost/postgres?host={}&port=5432", env.dir.join("state").display());
     let config = env.dir.join("drill.toml");
     std::fs::write(&config, env.endpoint_config()).expect("drill config");
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgmaint"));
@@ -27,13 +28,43 @@ fn daemon_once(env: &TestEnv, state_url: &str, failpoint: Option<&str>) -> Comma
         .arg(&config)
         .arg("--data-dir")
         .arg(env.dir.join("d"))
-        .args(["--state-url", state_url])
+        .args(["--state-url", &state_url])
         .env("PGMAINT_LOG", "warn");
     match failpoint {
         Some(fp) => command.env(FAILPOINT_ENV, fp),
         None => command.env_remove(FAILPOINT_ENV),
     };
     command
+}
+
+/// A drill's audit: 4 writers through the endpoint and a watch over the
+/// maintained database's servers (added with [`watch_servers`]).
+struct Audit {
+    url: String,
+    watch: PrimaryWatch,
+    writers: Workload,
+}
+
+impl Audit {
+    async fn start(engine: &Engine, writes_to: &str) -> Audit {
+        let url = engine.endpoint_url(writes_to).await.unwrap();
+        workload::prepare(&url).await.unwrap();
+        Audit { watch: PrimaryWatch::start(Vec::new()), writers: Workload::start(&url, 4), url }
+    }
+
+    /// Stops both and asserts: never two writable servers at once, no
+    /// acknowledged commit lost, and no client error but the read-only
+    /// refusals of a copy (its source is read-only while it runs).
+    async fn finish(self) -> WorkloadReport {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let load = self.writers.stop().await.unwrap();
+        let (most_writable, _) = self.watch.stop().await.unwrap();
+        assert!(most_writable <= 1, "{most_writable} writable primaries at once");
+        let lost = load.lost_on(&self.url).await.unwrap();
+        assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+        assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
+        load
+    }
 }
 
 /// Every server the database has now, for the writable watch.
@@ -63,18 +94,13 @@ async fn drill_with(
     check: impl AsyncFn(&MaintenanceRecord),
     failpoints: &[&str],
 ) {
-    let state_url = env.dir.join("state").display().to_string();
-    let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
-    let url = engine.endpoint_url(writes_to).await.unwrap();
-    workload::prepare(&url).await.unwrap();
-    let watch = PrimaryWatch::start(Vec::new());
-    let writers = Workload::start(&url, 4);
+    let audit = Audit::start(engine, writes_to).await;
     for failpoint in failpoints {
         let maintenance = require().await;
         let database_id = maintenance.database_id;
-        watch_servers(engine, &watch, database_id).await;
+        watch_servers(engine, &audit.watch, database_id).await;
         engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the kill drill")).await.unwrap();
-        let killed = daemon_once(env, &state_url, Some(failpoint)).as_std_mut().output().expect("run pgmaint daemon");
+        let killed = daemon_once(env, Some(failpoint)).as_std_mut().output().expect("run pgmaint daemon");
         if failpoint.ends_with(":panic") {
             // A panic ends the maintenance's task, not the daemon: it logs it and leaves the work unfinished.
             let stderr = String::from_utf8_lossy(&killed.stderr);
@@ -88,22 +114,15 @@ async fn drill_with(
                 String::from_utf8_lossy(&killed.stderr)
             );
         }
-        watch_servers(engine, &watch, database_id).await;
-        let finished = daemon_once(env, &state_url, None).as_std_mut().output().expect("run pgmaint daemon");
+        watch_servers(engine, &audit.watch, database_id).await;
+        let finished = daemon_once(env, None).as_std_mut().output().expect("run pgmaint daemon");
         assert!(finished.status.success(), "{failpoint}: resuming daemon failed: {}", String::from_utf8_lossy(&finished.stderr));
         let record = engine.store().maintenance(maintenance.id).await.unwrap();
         assert_eq!(record.state, MaintenanceState::Completed, "{failpoint}: maintenance ended {:?} ({:?})", record.state, record.error);
-        watch_servers(engine, &watch, database_id).await;
+        watch_servers(engine, &audit.watch, database_id).await;
         check(&record).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let load = writers.stop().await.unwrap();
-    let (most_writable, _) = watch.stop().await.unwrap();
-    assert!(most_writable <= 1, "{most_writable} writable primaries at once");
-    let lost = load.lost_on(&url).await.unwrap();
-    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
-    // Only a copy refuses writes (read-only while it runs); nothing else may fail a client.
-    assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
+    let load = audit.finish().await;
     eprintln!(
         "{label}: {} kills survived, {} commits, {} client errors (e.g. {:?}), max commit gap {:?}",
         failpoints.len(),
@@ -178,27 +197,22 @@ fn recovered_boundaries(runbook: Runbook) -> Vec<String> {
 /// is lost, no two servers are ever writable at once, and clients see no
 /// error but a copy's read-only refusals.
 async fn failure_drill(env: &TestEnv, engine: &Engine, name: &str, runbook: Runbook, require: impl AsyncFn() -> MaintenanceRecord, forward: &[&str]) {
-    let state_url = env.dir.join("state").display().to_string();
-    let state_url = format!("postgresql://postgres@localhost/postgres?host={state_url}&port=5432");
-    let url = engine.endpoint_url(name).await.unwrap();
-    workload::prepare(&url).await.unwrap();
-    let watch = PrimaryWatch::start(Vec::new());
-    let writers = Workload::start(&url, 4);
+    let audit = Audit::start(engine, name).await;
     let boundaries = recovered_boundaries(runbook);
     assert!(forward.iter().all(|f| boundaries.iter().any(|b| b == f)), "{forward:?} are not boundaries of {boundaries:?}");
     for boundary in &boundaries {
         let maintenance = require().await;
         let database_id = maintenance.database_id;
         let had = engine.store().current_instance(database_id).await.unwrap();
-        watch_servers(engine, &watch, database_id).await;
+        watch_servers(engine, &audit.watch, database_id).await;
         engine.store().schedule_maintenance(maintenance.id, Utc::now(), None, Some("run by the failure drill")).await.unwrap();
-        let ran = daemon_once(env, &state_url, Some(&format!("{boundary}:fail"))).output().await.expect("run pgmaint daemon");
+        let ran = daemon_once(env, Some(&format!("{boundary}:fail"))).output().await.expect("run pgmaint daemon");
         assert!(ran.status.success(), "{boundary}: the daemon failed: {}", String::from_utf8_lossy(&ran.stderr));
         let record = engine.store().maintenance(maintenance.id).await.unwrap();
         let error = record.error.clone().unwrap_or_default();
         assert_eq!(record.state, MaintenanceState::Failed, "{boundary}: maintenance ended {:?} ({error})", record.state);
         assert!(error.contains(&format!("failpoint {boundary} reached")) && !error.contains("recovery failed"), "{boundary}: {error}");
-        watch_servers(engine, &watch, database_id).await;
+        watch_servers(engine, &audit.watch, database_id).await;
         let current = engine.store().current_instance(database_id).await.unwrap();
         let expected = match forward.contains(&boundary.as_str()) {
             true => record.candidate_id.expect("a candidate"),
@@ -208,13 +222,7 @@ async fn failure_drill(env: &TestEnv, engine: &Engine, name: &str, runbook: Runb
         let server = crate::harness::connect_conninfo(&engine.provider().address(&current.location).conninfo("postgres")).await;
         assert_eq!(crate::copy_test::scalar(&server, "SELECT pg_is_in_recovery()").await, "f", "{boundary}: the current server is writable");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let load = writers.stop().await.unwrap();
-    let (most_writable, _) = watch.stop().await.unwrap();
-    assert!(most_writable <= 1, "{most_writable} writable primaries at once");
-    let lost = load.lost_on(&url).await.unwrap();
-    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
-    assert!(load.error_samples.iter().all(|e| e.ends_with("(SQLSTATE 25006)")), "client errors: {:?}", load.error_samples);
+    let load = audit.finish().await;
     assert!(load.acknowledged.len() > 100, "the writers wrote through the drill: {} commits", load.acknowledged.len());
     eprintln!("{name}: {} failed steps recovered, {} commits, max commit gap {:?}", boundaries.len(), load.acknowledged.len(), load.max_commit_gap);
 }

@@ -286,11 +286,15 @@ impl Cluster {
                 return Ok(());
             }
             if self.live_postmaster().is_none() || tokio::time::Instant::now() >= deadline {
-                let why = format!("the server did not come to serve (pid file status {status:?})");
-                return Err(ProviderError::Command { program: "pg_ctl start".into(), status: "started".into(), stderr: why }.with_log(&self.log_file()));
+                return Err(self.start_failed(format!("the server did not come to serve (pid file status {status:?})")));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// A start that did not end with a serving server, with the last lines of its log.
+    fn start_failed(&self, why: String) -> ProviderError {
+        ProviderError::Command { program: "pg_ctl start".into(), status: "started".into(), stderr: why }.with_log(&self.log_file())
     }
 
     /// Stops the server; already stopped is fine.
@@ -436,8 +440,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + PID_FILE_TIMEOUT;
         while self.live_postmaster().is_none() {
             if tokio::time::Instant::now() >= deadline {
-                let waited = format!("no postmaster wrote {} within {PID_FILE_TIMEOUT:?}", self.data_dir().join("postmaster.pid").display());
-                return Err(ProviderError::Command { program: "pg_ctl start".into(), status: "started".into(), stderr: waited }.with_log(&self.log_file()));
+                return Err(self.start_failed(format!("no postmaster wrote {} within {PID_FILE_TIMEOUT:?}", self.data_dir().join("postmaster.pid").display())));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
